@@ -1,0 +1,3 @@
+from rke2fleet.cli import main
+
+raise SystemExit(main())
