@@ -1,0 +1,152 @@
+"""The functions handlers and the reconcile core call; each updates the metrics of one event.
+
+They are cheap, synchronous and never touch the network. Label values are checked
+by `rke2fleet.metrics.labels` (see there for what is accepted).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from rke2fleet.metrics import labels as lb
+from rke2fleet.metrics.registry import (
+    CLUSTER_NODES,
+    CLUSTER_PHASE,
+    DRIFT_DETECTED_TOTAL,
+    LAST_SUCCESSFUL_RECONCILE,
+    NODE_REACHABLE,
+    NODE_READY,
+    NODE_VERSION_INFO,
+    RECONCILE_DURATION,
+    RECONCILE_TOTAL,
+    SSH_COMMAND_DURATION,
+    SSH_COMMANDS_TOTAL,
+    UPGRADE_HALTED,
+    UPGRADE_IN_PROGRESS,
+)
+
+
+def observe_reconcile(kind: lb.Kind, result: lb.ReconcileResult, duration_s: float) -> None:
+    lb.check_member(kind, lb.KINDS, "kind")
+    lb.check_member(result, lb.RECONCILE_RESULTS, "reconcile result")
+    RECONCILE_TOTAL.labels(kind=kind, result=result).inc()
+    RECONCILE_DURATION.labels(kind=kind).observe(max(duration_s, 0.0))
+
+
+def observe_ssh_command(result: lb.SSHResult, duration_s: float) -> None:
+    lb.check_member(result, lb.SSH_RESULTS, "ssh result")
+    SSH_COMMANDS_TOTAL.labels(result=result).inc()
+    SSH_COMMAND_DURATION.observe(max(duration_s, 0.0))
+
+
+def set_cluster_state(
+    namespace: str,
+    cluster: str,
+    phase: lb.Phase,
+    counts: Mapping[tuple[lb.Role, lb.NodeState], int],
+    upgrading: bool,
+) -> None:
+    """Phase gauge (1 current, 0 others), node counts (missing role/state pairs are 0), rollout flag."""
+    lb.check_name(namespace, "namespace")
+    lb.check_name(cluster, "cluster")
+    lb.check_member(phase, lb.PHASES, "phase")
+    for role, state in counts:
+        lb.check_member(role, lb.ROLES, "role")
+        lb.check_member(state, lb.NODE_STATES, "node state")
+    for known in lb.PHASES:
+        CLUSTER_PHASE.labels(namespace, cluster, known).set(1 if known == phase else 0)
+    for role in sorted(lb.ROLES):
+        for state in sorted(lb.NODE_STATES):
+            count = counts.get((role, state), 0)
+            CLUSTER_NODES.labels(namespace, cluster, role, state).set(count)
+    UPGRADE_IN_PROGRESS.labels(namespace, cluster).set(1 if upgrading else 0)
+
+
+def set_upgrade_halted(namespace: str, cluster: str, halted: bool) -> None:
+    """1 when a rollout stopped and needs a person; drives the UpgradeHalted alert."""
+    lb.check_name(namespace, "namespace")
+    lb.check_name(cluster, "cluster")
+    UPGRADE_HALTED.labels(namespace, cluster).set(1 if halted else 0)
+
+
+def set_node_state(
+    namespace: str,
+    cluster: str,
+    node: str,
+    role: lb.Role,
+    ready: bool,
+    installed: str | None,
+    running: str | None,
+) -> None:
+    """Readiness and the version info series; a version change replaces the old info series."""
+    _check_node(namespace, cluster, node)
+    lb.check_member(role, lb.ROLES, "role")
+    # A role change (rare, but possible by recreating the object) must not leave the old series.
+    NODE_READY.remove_by_labels({"namespace": namespace, "cluster": cluster, "node": node})
+    NODE_READY.labels(namespace, cluster, node, role).set(1 if ready else 0)
+    NODE_VERSION_INFO.remove_by_labels({"namespace": namespace, "cluster": cluster, "node": node})
+    NODE_VERSION_INFO.labels(
+        namespace, cluster, node, lb.version_label(installed), lb.version_label(running)
+    ).set(1)
+
+
+def set_node_reachable(namespace: str, cluster: str, node: str, reachable: bool) -> None:
+    """Result of the last SSH attempt to the node's host; drives the NodeUnreachable alert."""
+    _check_node(namespace, cluster, node)
+    NODE_REACHABLE.labels(namespace, cluster, node).set(1 if reachable else 0)
+
+
+def record_drift(namespace: str, cluster: str, node: str, kind: str) -> None:
+    """Count one detected drift; `kind` is a snake_case identifier such as `config` or `service`."""
+    _check_node(namespace, cluster, node)
+    DRIFT_DETECTED_TOTAL.labels(namespace, cluster, node, lb.check_drift_kind(kind)).inc()
+
+
+def mark_reconciled(kind: lb.Kind, namespace: str, name: str, *, now: float | None = None) -> None:
+    lb.check_member(kind, lb.KINDS, "kind")
+    lb.check_name(namespace, "namespace")
+    lb.check_name(name, "name")
+    LAST_SUCCESSFUL_RECONCILE.labels(kind, namespace, name).set(time.time() if now is None else now)
+
+
+def forget_node(namespace: str, cluster: str, node: str) -> None:
+    """Remove every series of a deleted RKE2Node (its object name is the `node` label)."""
+    match = {"namespace": namespace, "cluster": cluster, "node": node}
+    for gauge in (NODE_READY, NODE_REACHABLE, NODE_VERSION_INFO):
+        gauge.remove_by_labels(match)
+    DRIFT_DETECTED_TOTAL.remove_by_labels(match)
+    LAST_SUCCESSFUL_RECONCILE.remove_by_labels({"kind": "RKE2Node", "namespace": namespace, "name": node})
+
+
+def forget_cluster(namespace: str, cluster: str) -> None:
+    """Remove every series of a deleted RKE2Cluster, the series of its nodes included."""
+    match = {"namespace": namespace, "cluster": cluster}
+    node_names = {
+        sample.labels["node"]
+        for family in NODE_READY.collect()
+        for sample in family.samples
+        if sample.labels.get("namespace") == namespace and sample.labels.get("cluster") == cluster
+    }
+    for node in node_names:
+        forget_node(namespace, cluster, node)
+    for metric in (
+        CLUSTER_PHASE,
+        CLUSTER_NODES,
+        UPGRADE_IN_PROGRESS,
+        UPGRADE_HALTED,
+        NODE_READY,
+        NODE_REACHABLE,
+        NODE_VERSION_INFO,
+        DRIFT_DETECTED_TOTAL,
+    ):
+        metric.remove_by_labels(match)
+    LAST_SUCCESSFUL_RECONCILE.remove_by_labels(
+        {"kind": "RKE2Cluster", "namespace": namespace, "name": cluster}
+    )
+
+
+def _check_node(namespace: str, cluster: str, node: str) -> None:
+    lb.check_name(namespace, "namespace")
+    lb.check_name(cluster, "cluster")
+    lb.check_name(node, "node")
