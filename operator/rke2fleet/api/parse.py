@@ -1,0 +1,32 @@
+"""The operator's entry points: validate a spec dict into a model or raise SpecError."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from rke2fleet.api.cluster import RKE2ClusterSpec
+from rke2fleet.api.errors import FieldError, SpecError, field_errors
+from rke2fleet.api.node import RKE2NodeSpec
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], d: Any, root: str) -> M:
+    if not isinstance(d, dict):
+        raise SpecError([FieldError(root, "must be an object")])
+    try:
+        return model.model_validate(d)
+    except ValidationError as exc:
+        raise SpecError(field_errors(exc, root)) from None
+
+
+def parse_cluster_spec(d: dict[str, Any], root: str = "spec") -> RKE2ClusterSpec:
+    """Validate an RKE2Cluster `.spec`; raises SpecError with paths under `root`."""
+    return _parse(RKE2ClusterSpec, d, root)
+
+
+def parse_node_spec(d: dict[str, Any], root: str = "spec") -> RKE2NodeSpec:
+    """Validate an RKE2Node `.spec`; raises SpecError with paths under `root`."""
+    return _parse(RKE2NodeSpec, d, root)
