@@ -1,0 +1,354 @@
+"""SSHPool: one asyncssh connection per host, reused for many commands.
+
+Commands on one host share its connection as channels, bounded by a per-host semaphore below
+OpenSSH's MaxSessions (10). A lock per host serialises connecting; a closed connection (keepalive
+failure, sshd restart) is replaced on next use. This is the only place the operator opens SSH.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import asyncssh
+
+from . import files
+from .errors import (
+    AuthenticationFailed,
+    CommandFailed,
+    CommandTimeout,
+    HostKeyRejected,
+    HostUnreachable,
+)
+from .hostkeys import HostKeyVerifier, public_key_line
+from .redact import redact
+from .target import HostTarget, PoolKey
+
+Outcome = Literal["ok", "error", "timeout", "unreachable"]
+OnCommand = Callable[[Outcome, float], None]
+
+DEFAULT_MAX_SESSIONS = 8  # below OpenSSH's default MaxSessions of 10
+TAIL_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_status: int
+    stdout: str
+    stderr: str
+    duration: float
+    stdout_bytes: bytes = field(default=b"", repr=False)
+
+
+class _Client(asyncssh.SSHClient):
+    """Routes asyncssh's host-key question to the target's verifier."""
+
+    def __init__(self, verifier: HostKeyVerifier) -> None:
+        self._verifier = verifier
+
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
+        return self._verifier.validate(key)
+
+
+@dataclass
+class _Host:
+    sessions: asyncio.Semaphore
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    conn: asyncssh.SSHClientConnection | None = None
+    host_key: asyncssh.SSHKey | None = None
+    accepted_key: str | None = None
+
+
+def _tail(data: bytes, secrets: Sequence[str]) -> str:
+    text = data.decode("utf-8", "replace")
+    return redact(text, secrets)[-TAIL_CHARS:]
+
+
+class SSHPool:
+    def __init__(
+        self,
+        *,
+        max_sessions_per_host: int = DEFAULT_MAX_SESSIONS,
+        keepalive_interval: float = 15.0,
+        keepalive_count_max: int = 3,
+        on_command: OnCommand | None = None,
+    ) -> None:
+        self._max_sessions = max_sessions_per_host
+        self._keepalive_interval = keepalive_interval
+        self._keepalive_count_max = keepalive_count_max
+        self._on_command = on_command
+        self._hosts: dict[PoolKey, _Host] = {}
+        self.connects = 0  # successful connections made, for tests and metrics
+
+    # ----------------------------------------------------------------- connections
+
+    def _host(self, target: HostTarget) -> _Host:
+        host = self._hosts.get(target.pool_key)
+        if host is None:
+            host = self._hosts[target.pool_key] = _Host(asyncio.Semaphore(self._max_sessions))
+        return host
+
+    def accepted_key(self, target: HostTarget) -> str | None:
+        """The host key accepted under AcceptNew with nothing recorded yet: record it in status."""
+        host = self._hosts.get(target.pool_key)
+        return host.accepted_key if host else None
+
+    def host_key(self, target: HostTarget) -> str | None:
+        """The verified key of the host's open connection, as an OpenSSH line."""
+        host = self._hosts.get(target.pool_key)
+        return public_key_line(host.host_key) if host and host.host_key else None
+
+    async def _connection(self, target: HostTarget) -> tuple[asyncssh.SSHClientConnection, _Host, bool]:
+        """Return an open, verified connection and whether it was made just now."""
+        host = self._host(target)
+        async with host.lock:
+            conn = host.conn
+            if conn is not None and not conn.is_closed() and host.host_key is not None:
+                if HostKeyVerifier(target).trusts(host.host_key):
+                    return conn, host, False
+            if conn is not None:
+                conn.close()
+                host.conn = None
+            conn, verifier = await self._connect(target)
+            host.conn = conn
+            host.host_key = conn.get_server_host_key()
+            if verifier.accepted_new is not None:
+                host.accepted_key = public_key_line(verifier.accepted_new)
+            self.connects += 1
+            return conn, host, True
+
+    def _connect_options(self, target: HostTarget, verifier: HostKeyVerifier) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "port": target.port,
+            "username": target.user,
+            "client_keys": [target.client_key],
+            # Never None: the trusted list is what asyncssh checks; others go to the verifier.
+            "known_hosts": verifier.known_hosts,
+            "agent_path": None,
+            "config": None,
+            "password_auth": False,
+            "kbdint_auth": False,
+            "connect_timeout": target.connect_timeout,
+            "keepalive_interval": self._keepalive_interval,
+            "keepalive_count_max": self._keepalive_count_max,
+            "client_factory": lambda: _Client(verifier),
+        }
+        if verifier.accepts_first_key or verifier.probing:
+            options["server_host_key_algs"] = "default"
+        return options
+
+    async def _connect(self, target: HostTarget) -> tuple[asyncssh.SSHClientConnection, HostKeyVerifier]:
+        verifier = HostKeyVerifier(target)
+        try:
+            conn = await asyncssh.connect(target.address, **self._connect_options(target, verifier))
+        except asyncssh.HostKeyNotVerifiable:
+            raise verifier.rejection() from None
+        except asyncssh.KeyExchangeFailed as exc:
+            if verifier.trusted:
+                # No host key of a pinned type: look at what the host does offer, then refuse it.
+                raise await self._probe_rejection(target) from None
+            raise HostUnreachable(target.address, target.port, f"key exchange failed: {exc}") from None
+        except asyncssh.PermissionDenied:
+            raise AuthenticationFailed(
+                target.address, target.port, target.user, target.client_key_fingerprint
+            ) from None
+        except TimeoutError:
+            raise HostUnreachable(
+                target.address, target.port, f"connect timed out after {target.connect_timeout:g}s"
+            ) from None
+        except OSError as exc:
+            raise HostUnreachable(target.address, target.port, exc.strerror or type(exc).__name__) from None
+        except asyncssh.Error as exc:
+            raise HostUnreachable(target.address, target.port, f"{type(exc).__name__}: {exc}") from None
+        return conn, verifier
+
+    async def _probe_rejection(self, target: HostTarget) -> HostKeyRejected:
+        probe = HostKeyVerifier(target, probing=True)
+        try:
+            conn = await asyncssh.connect(target.address, **self._connect_options(target, probe))
+            conn.close()  # not reached in practice: a probe accepts no key
+        except (asyncssh.Error, OSError, TimeoutError):
+            pass
+        return probe.rejection()
+
+    def _drop(self, host: _Host, conn: asyncssh.SSHClientConnection) -> None:
+        conn.close()
+        if host.conn is conn:
+            host.conn = None
+
+    async def close(self) -> None:
+        """Close every connection (operator shutdown)."""
+        conns = [h.conn for h in self._hosts.values() if h.conn is not None]
+        for host in self._hosts.values():
+            host.conn = None
+        for conn in conns:
+            conn.close()
+        await asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True)
+
+    # ----------------------------------------------------------------- commands
+
+    def _report(self, outcome: Outcome, started: float) -> None:
+        if self._on_command is not None:
+            self._on_command(outcome, time.monotonic() - started)
+
+    async def exec_raw(
+        self,
+        target: HostTarget,
+        command: str,
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - also kills the remote process on expiry
+        label: str = "command",
+    ) -> CommandResult:
+        """Run one shell command line (already quoted) and return its result whatever the status.
+
+        Retries once on a fresh connection when a reused one turns out dead before the command
+        started (sshd restarted, connection dropped), never after it started.
+        """
+        started = time.monotonic()
+        limit = target.command_timeout if timeout is None else timeout
+        outcome: Outcome = "unreachable"
+        try:
+            for attempt in range(2):
+                conn, host, fresh = await self._connection(target)
+                async with host.sessions:
+                    try:
+                        process = await conn.create_process(command, encoding=None)
+                    except (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, ConnectionError) as exc:
+                        self._drop(host, conn)
+                        if fresh or attempt:
+                            raise HostUnreachable(target.address, target.port, str(exc)) from None
+                        continue
+                    async with process:
+                        try:
+                            if input is not None:
+                                process.stdin.write(input)
+                            process.stdin.write_eof()
+                            completed = await process.wait(timeout=limit)
+                        except asyncssh.TimeoutError:
+                            outcome = "timeout"
+                            try:
+                                process.send_signal("KILL")
+                            except (asyncssh.Error, OSError):
+                                pass
+                            raise CommandTimeout(label, limit) from None
+                        except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError) as exc:
+                            self._drop(host, conn)
+                            raise HostUnreachable(
+                                target.address, target.port, f"connection lost during {label}: {exc}"
+                            ) from None
+                status = completed.exit_status if completed.exit_status is not None else 255
+                stdout = completed.stdout if isinstance(completed.stdout, bytes) else b""
+                stderr = completed.stderr if isinstance(completed.stderr, bytes) else b""
+                outcome = "ok" if status == 0 else "error"
+                return CommandResult(
+                    exit_status=status,
+                    stdout=stdout.decode("utf-8", "replace"),
+                    stderr=stderr.decode("utf-8", "replace"),
+                    duration=time.monotonic() - started,
+                    stdout_bytes=stdout,
+                )
+            raise AssertionError("unreachable")  # pragma: no cover
+        except (HostKeyRejected, AuthenticationFailed):
+            outcome = "error"
+            raise
+        finally:
+            self._report(outcome, started)
+
+    async def run(
+        self,
+        target: HostTarget,
+        argv: Sequence[str] | None = None,
+        *,
+        script: str | None = None,
+        sudo: bool = True,
+        input: bytes | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - also kills the remote process on expiry
+        check: bool = True,
+        secret_values: Sequence[str] = (),
+    ) -> CommandResult:
+        """Run ``argv`` (quoted with shlex.join) or a ``script`` (sent to ``sh -s`` on stdin).
+
+        A non-root user runs it through ``sudo -n`` when ``sudo`` is true. With ``check`` a
+        non-zero exit raises CommandFailed with ``secret_values`` redacted.
+        """
+        if (argv is None) == (script is None):
+            raise ValueError("give exactly one of argv and script")
+        if script is not None and input is not None:
+            raise ValueError("a script is sent on stdin: it cannot take input too")
+        prefix = "sudo -n " if sudo and not target.is_root else ""
+        if argv is not None:
+            if not argv:
+                raise ValueError("empty argv")
+            command = prefix + shlex.join(argv)
+            label = f"command {redact(argv[0], secret_values)!r}"
+            stdin = input
+        else:
+            assert script is not None
+            command = prefix + "sh -s"
+            label = "remote script"
+            stdin = script.encode()
+        result = await self.exec_raw(target, command, input=stdin, timeout=timeout, label=label)
+        if check and result.exit_status != 0:
+            raise CommandFailed(
+                label,
+                result.exit_status,
+                _tail(result.stderr.encode(), secret_values),
+                _tail(result.stdout_bytes, secret_values),
+            )
+        return result
+
+    # ----------------------------------------------------------------- files
+
+    async def read_file(self, target: HostTarget, path: str, *, sudo: bool = True) -> bytes | None:
+        """The file's content, or None when it does not exist."""
+        return await files.read_file(self, target, path, sudo=sudo)
+
+    async def write_file(
+        self,
+        target: HostTarget,
+        path: str,
+        data: bytes,
+        *,
+        mode: int = 0o600,
+        owner: str = "root",
+        group: str = "root",
+    ) -> bool:
+        """Write atomically when content, mode or owner differ; return whether it wrote."""
+        return await files.write_file(self, target, path, data, mode=mode, owner=owner, group=group)
+
+    async def sftp_session(self, target: HostTarget) -> _SFTPSession:
+        """An SFTP client on the host's shared connection, counted as one session."""
+        conn, host, _ = await self._connection(target)
+        return _SFTPSession(conn, host, target)
+
+
+class _SFTPSession:
+    """``async with pool.sftp_session(t) as sftp`` - holds one session slot while open."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, host: _Host, target: HostTarget) -> None:
+        self._conn = conn
+        self._host = host
+        self._target = target
+        self._client: asyncssh.SFTPClient | None = None
+
+    async def __aenter__(self) -> asyncssh.SFTPClient:
+        await self._host.sessions.acquire()
+        try:
+            self._client = await self._conn.start_sftp_client()
+        except (asyncssh.Error, OSError) as exc:
+            self._host.sessions.release()
+            raise HostUnreachable(self._target.address, self._target.port, f"SFTP: {exc}") from None
+        return self._client
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            if self._client is not None:
+                self._client.exit()
+                await self._client.wait_closed()
+        finally:
+            self._host.sessions.release()
