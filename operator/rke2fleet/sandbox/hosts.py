@@ -1,0 +1,349 @@
+"""Sandbox hosts: a real OpenSSH sshd in its own mount + UTS namespace, one per node.
+
+A host is two processes started from here: a *holder* (`unshare -m -u`, which mounts the
+private filesystems and then sleeps) that keeps the namespace alive whatever happens to sshd,
+and `sshd -D` entered into that namespace with `nsenter`. Everything a host runs later (ssh
+sessions, the rke2 stand-in) inherits the namespace, so the namespace is how a host's
+processes are found and ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rke2fleet.sandbox.state import ProcessRecord, SandboxHost, StateLayout
+
+# Private (tmpfs) inside every host. /run/rke2fleet is the stand-ins' runtime directory.
+PRIVATE_DIRS: tuple[str, ...] = ("/etc/rancher", "/var/lib/rancher", "/usr/local", "/run/rke2fleet")
+RUNTIME_DIR = "/run/rke2fleet"
+SHIMMED_TOOLS: tuple[str, ...] = ("systemctl", "journalctl")
+SUDO_USER = "fleet"
+SSHD = "/usr/sbin/sshd"
+STANDINS_DIR = Path(__file__).resolve().parent / "standins"
+
+
+class SandboxError(RuntimeError):
+    """A sandbox could not be brought up or driven."""
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """What to start: decided before anything runs, so all hosts can start in parallel."""
+
+    name: str
+    role: str
+    address: str
+    user: str
+    port: int = 22
+
+
+# ---------------------------------------------------------------- keys
+
+
+def generate_key(path: Path, comment: str) -> None:
+    """An ed25519 key pair at `path` / `path.pub` (ssh-keygen is quick: ~5 ms)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (path, path.with_name(path.name + ".pub")):
+        stale.unlink(missing_ok=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def public_key_line(pub_path: Path) -> str:
+    """`ssh-ed25519 AAAA…` without the comment: the form to pin."""
+    algo, b64 = pub_path.read_text().split()[:2]
+    return f"{algo} {b64}"
+
+
+def host_key_path(layout: StateLayout, name: str) -> Path:
+    return layout.host_dir(name) / "ssh_host_ed25519_key"
+
+
+# ---------------------------------------------------------------- the non-root user
+
+
+def ensure_sudo_user(user: str = SUDO_USER) -> None:
+    """Create the sudo host's login user on the machine if missing.
+
+    Its password field is `*` (no password, but not *locked*: sshd without PAM refuses
+    accounts whose password starts with `!`). Passwordless sudo is granted inside the
+    hosts only (a private /etc/sudoers.d), never on the machine itself.
+    """
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", user],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        entry = pwd.getpwnam(user)
+    subprocess.run(["usermod", "-p", "*", user], check=True, stdout=subprocess.DEVNULL)
+    Path(entry.pw_dir).mkdir(parents=True, exist_ok=True)
+
+
+# ---------------------------------------------------------------- host files
+
+
+def _shim(tool: str) -> bytes:
+    script = STANDINS_DIR / f"{tool}.py"
+    return f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -s {shlex.quote(str(script))} "$@"\n'.encode()
+
+
+def _etc_hosts(plans: Sequence[HostPlan], me: HostPlan) -> bytes:
+    try:
+        base = Path("/etc/hosts").read_text()
+    except OSError:
+        base = "127.0.0.1 localhost\n"
+    lines = [base.rstrip("\n"), "# rke2fleet sandbox"]
+    lines += [f"{p.address} {p.name}" for p in plans]
+    if me.name not in {p.name for p in plans}:
+        lines.append(f"{me.address} {me.name}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def write_host_files(layout: StateLayout, plan: HostPlan, plans: Sequence[HostPlan]) -> Path:
+    """Prepare the tree copied into the host's private /run/rke2fleet; returns its path."""
+    seed = layout.host_dir(plan.name) / "run"
+    (seed / "bin").mkdir(parents=True, exist_ok=True)
+    (seed / "ssh").mkdir(parents=True, exist_ok=True)
+    host_json = {
+        "name": plan.name,
+        "role": plan.role,
+        "address": plan.address,
+        "user": plan.user,
+        "stateDir": str(layout.root),
+        "datastoreDir": str(layout.datastore),
+        "faultsDir": str(layout.faults_dir(plan.name)),
+        "python": sys.executable,
+        "standinsDir": str(STANDINS_DIR),
+    }
+    files: dict[str, tuple[bytes, int]] = {
+        "host.json": ((json.dumps(host_json, indent=2) + "\n").encode(), 0o644),
+        "ssh/authorized_keys": (layout.client_pub.read_bytes(), 0o644),
+        "etc-hosts": (_etc_hosts(plans, plan), 0o644),
+        "empty-bashrc": (b"", 0o644),
+        "sudoers": (f"{plan.user} ALL=(ALL:ALL) NOPASSWD: ALL\n".encode(), 0o440),
+    }
+    for tool in SHIMMED_TOOLS:
+        files[f"bin/{tool}"] = (_shim(tool), 0o755)
+    for rel, (data, mode) in files.items():
+        path = seed / rel
+        path.write_bytes(data)
+        path.chmod(mode)
+    layout.faults_dir(plan.name).mkdir(parents=True, exist_ok=True)
+    return seed
+
+
+def _setup_script(plan: HostPlan, seed: Path) -> str:
+    """Runs inside the new namespace (as the holder), then becomes `sleep infinity`."""
+    q = shlex.quote
+    run = RUNTIME_DIR
+    lines = ["set -e"]
+    for d in PRIVATE_DIRS:
+        # The mount point itself must exist on the machine; only its content is private.
+        lines.append(f"mkdir -p {q(d)}")
+        lines.append(f"mount -t tmpfs -o mode=0755 {q('rke2fleet-' + plan.name)} {q(d)}")
+    lines.append(f"hostname {q(plan.name)}")
+    lines.append(f"cp -a {q(str(seed))}/. {run}/")
+    lines.append(f"chmod 0755 {run} {run}/ssh")
+    for tool in SHIMMED_TOOLS:
+        target = f"/usr/bin/{tool}"
+        lines.append(f"[ -e {target} ] || : > {target}")
+        lines.append(f"mount --bind {run}/bin/{tool} {target}")
+    lines.append(f"mount --bind {run}/etc-hosts /etc/hosts")
+    # A clean ~/.bashrc: the machine's own (pyenv) costs ~80 ms on every ssh exec.
+    homes = {pwd.getpwnam("root").pw_dir}
+    if plan.user != "root":
+        homes.add(pwd.getpwnam(plan.user).pw_dir)
+        lines.append("mount -t tmpfs -o mode=0755 rke2fleet-sudoers /etc/sudoers.d")
+        lines.append(f"cp {run}/sudoers /etc/sudoers.d/rke2fleet && chmod 0440 /etc/sudoers.d/rke2fleet")
+    for home in sorted(homes):
+        rc = q(f"{home}/.bashrc")
+        lines.append(f"if [ -e {rc} ]; then mount --bind {run}/empty-bashrc {rc}; fi")
+    lines.append("mkdir -p /run/sshd && chmod 0755 /run/sshd")
+    lines.append("echo ready")
+    lines.append("exec sleep infinity")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- processes
+
+
+def start_holder(layout: StateLayout, plan: HostPlan, seed: Path) -> subprocess.Popen[bytes]:
+    with open(layout.logs / f"{plan.name}.holder.log", "ab") as log:
+        return subprocess.Popen(
+            ["unshare", "-m", "-u", "--propagation", "private", "--", "sh", "-c", _setup_script(plan, seed)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            start_new_session=True,
+        )
+
+
+def await_holder(proc: subprocess.Popen[bytes], name: str) -> str:
+    """Wait for the holder's `ready`; returns its mount namespace link."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    proc.stdout.close()
+    if line.strip() != b"ready":
+        proc.wait(timeout=5)
+        raise SandboxError(f"host {name}: namespace setup failed (see logs/{name}.holder.log)")
+    ns = mount_namespace(proc.pid)
+    if ns is None or ns == mount_namespace(os.getpid()):
+        raise SandboxError(f"host {name}: holder has no private mount namespace")
+    return ns
+
+
+def sshd_argv(layout: StateLayout, plan: HostPlan) -> list[str]:
+    opts = {
+        "ListenAddress": plan.address,
+        "Port": str(plan.port),
+        "HostKey": str(host_key_path(layout, plan.name)),
+        "AuthorizedKeysFile": f"{RUNTIME_DIR}/ssh/authorized_keys",
+        "PermitRootLogin": "no" if plan.user != "root" else "prohibit-password",
+        "AllowUsers": plan.user,
+        "PasswordAuthentication": "no",
+        "KbdInteractiveAuthentication": "no",
+        "StrictModes": "no",
+        "UsePAM": "no",
+        "UseDNS": "no",
+        "PrintMotd": "no",
+        "PrintLastLog": "no",
+        "PidFile": "none",
+        "Subsystem": "sftp internal-sftp",
+    }
+    argv = [SSHD, "-D", "-e", "-f", "/dev/null"]
+    for key, value in opts.items():
+        argv += ["-o", f"{key}={value}"]
+    return argv
+
+
+def start_sshd(layout: StateLayout, host: SandboxHost) -> subprocess.Popen[bytes]:
+    plan = HostPlan(host.name, host.role, host.address, host.user, host.port)
+    with open(layout.logs / f"{host.name}.sshd.log", "ab") as log:
+        return subprocess.Popen(
+            ["nsenter", "-t", str(host.pid), "-m", "-u", "--", *sshd_argv(layout, plan)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+
+def wait_listening(
+    address: str, port: int, deadline: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Poll until a TCP connect succeeds and the SSH banner comes, or raise at the deadline."""
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise SandboxError(f"sshd on {address}:{port} exited with {proc.returncode}")
+        try:
+            with socket.create_connection((address, port), timeout=0.5) as sock:
+                sock.settimeout(max(0.1, deadline - time.monotonic()))
+                if sock.recv(4).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SandboxError(f"nothing answers SSH on {address}:{port}")
+        time.sleep(0.02)
+
+
+def mount_namespace(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def pids_in_namespaces(namespaces: Iterable[str]) -> dict[str, list[int]]:
+    """Every live process of each given mount namespace (by `/proc/<pid>/ns/mnt`)."""
+    wanted = set(namespaces)
+    found: dict[str, list[int]] = {ns: [] for ns in wanted}
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        ns = mount_namespace(int(entry.name))
+        if ns in wanted:
+            found[ns].append(int(entry.name))
+    return found
+
+
+def signal_namespace(ns: str, sig: int) -> list[int]:
+    pids = pids_in_namespaces([ns])[ns]
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def kill_namespaces(namespaces: Sequence[str], timeout: float = 5.0) -> list[int]:
+    """SIGKILL every process of the namespaces (stopped ones too) until none is left.
+
+    Returns the pids still alive at the timeout (empty on success). Loops because a
+    process may fork while we kill its siblings.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [pid for pids in pids_in_namespaces(namespaces).values() for pid in pids]
+        if not left:
+            return []
+        if time.monotonic() > deadline:
+            return left
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+
+
+def stop_process(record: ProcessRecord, sig: int = signal.SIGTERM, timeout: float = 3.0) -> None:
+    """Signal a recorded process (only if it is still the same process) and wait for it to go."""
+    if not record.alive():
+        return
+    try:
+        os.kill(record.pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while record.alive():
+        if time.monotonic() > deadline:
+            try:
+                os.kill(record.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + timeout
+        time.sleep(0.02)
+
+
+def run_on_host(
+    host: SandboxHost, shell_cmd: str, *, timeout: float = 30.0, input: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `sh -c shell_cmd` inside the host (its mounts and hostname) without ssh."""
+    return subprocess.run(
+        ["nsenter", "-t", str(host.pid), "-m", "-u", "--", "sh", "-c", shell_cmd],
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -1,0 +1,449 @@
+"""The `Sandbox`: sshd hosts, installer endpoint, load balancer and API emulator, up and down.
+
+Synchronous on purpose: pytest fixtures, the demo and the CLI all call it, and everything it
+starts runs as separate processes in their own sessions, so `up` returns while the sandbox
+keeps running (also after the calling process exits) and `Sandbox.load(state_dir)` +
+`down()` ends it from anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from rke2fleet.sandbox import hosts as H
+from rke2fleet.sandbox.loadbalancer import DEFAULT_PORTS, await_ready, start_load_balancer
+from rke2fleet.sandbox.state import (
+    DEFAULT_STATE_DIR,
+    ProcessRecord,
+    RuntimeRecord,
+    SandboxHost,
+    StateLayout,
+    read_runtime,
+    write_state,
+)
+
+NET_LOCK = Path("/run/lock/rke2fleet-sandbox-net.lock")
+FIRST_HOST_OCTET = 10
+LB_OCTET = 2
+START_TIMEOUT = 20.0
+
+HostRef = SandboxHost | str
+
+
+class Sandbox:
+    """A running sandbox. Build it with `Sandbox.up(...)` or `Sandbox.load(state_dir)`."""
+
+    def __init__(self, layout: StateLayout, record: RuntimeRecord) -> None:
+        self.layout = layout
+        self.record = record
+        # Popen handles of children of *this* process, reaped on down() (no zombies in pytest).
+        self._children: list[subprocess.Popen[bytes]] = []
+
+    # ------------------------------------------------------------ public view
+
+    @property
+    def state_dir(self) -> Path:
+        return self.layout.root
+
+    @property
+    def hosts(self) -> list[SandboxHost]:
+        return self.record.hosts
+
+    @property
+    def servers(self) -> list[SandboxHost]:
+        return [h for h in self.hosts if h.role == "server"]
+
+    @property
+    def agents(self) -> list[SandboxHost]:
+        return [h for h in self.hosts if h.role == "agent"]
+
+    def host(self, ref: HostRef) -> SandboxHost:
+        name = ref if isinstance(ref, str) else ref.name
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+    @property
+    def client_key_path(self) -> Path:
+        return self.layout.client_key
+
+    def client_key_pem(self) -> str:
+        return self.layout.client_key.read_text()
+
+    @property
+    def installer_url(self) -> str:
+        return self.record.installer_url
+
+    @property
+    def kubeconfig_path(self) -> Path | None:
+        return Path(self.record.kubeconfig) if self.record.kubeconfig else None
+
+    @property
+    def load_balancer_address(self) -> str:
+        return self.record.load_balancer
+
+    @property
+    def sandbox_json_path(self) -> Path:
+        return self.layout.sandbox_json
+
+    def known_hosts(self) -> str:
+        """A known_hosts text pinning every host's key."""
+        return "".join(h.known_hosts_line() + "\n" for h in self.hosts)
+
+    def run_on_host(
+        self, host: HostRef, shell_cmd: str, *, timeout: float = 30.0, input: bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        return H.run_on_host(self.host(host), shell_cmd, timeout=timeout, input=input)
+
+    def host_pids(self, host: HostRef) -> list[int]:
+        h = self.host(host)
+        return H.pids_in_namespaces([h.mnt_ns])[h.mnt_ns]
+
+    def save(self) -> None:
+        write_state(self.layout, self.record)
+
+    def _adopt(self, proc: subprocess.Popen[bytes]) -> ProcessRecord:
+        self._children.append(proc)
+        return ProcessRecord.of(proc.pid)
+
+    def _reap(self) -> None:
+        for proc in self._children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.5 if proc.poll() is None else 0)
+        self._children = [p for p in self._children if p.returncode is None]
+
+    # ------------------------------------------------------------ faults (see faults.py)
+
+    def stop_sshd(self, host: HostRef) -> None:
+        from rke2fleet.sandbox.faults import stop_sshd
+
+        stop_sshd(self, self.host(host))
+
+    def kill_sshd(self, host: HostRef) -> None:
+        from rke2fleet.sandbox.faults import kill_sshd
+
+        kill_sshd(self, self.host(host))
+
+    def start_sshd(self, host: HostRef) -> None:
+        from rke2fleet.sandbox.faults import start_sshd
+
+        start_sshd(self, self.host(host))
+
+    def freeze(self, host: HostRef) -> None:
+        from rke2fleet.sandbox.faults import freeze
+
+        freeze(self, self.host(host))
+
+    def thaw(self, host: HostRef) -> None:
+        from rke2fleet.sandbox.faults import thaw
+
+        thaw(self, self.host(host))
+
+    def replace_host_key(self, host: HostRef) -> str:
+        from rke2fleet.sandbox.faults import replace_host_key
+
+        return replace_host_key(self, self.host(host))
+
+    def fail_next_start(self, host: HostRef, enabled: bool = True) -> None:
+        from rke2fleet.sandbox.faults import fail_next_start
+
+        fail_next_start(self.host(host), enabled)
+
+    def set_start_delay(self, host: HostRef, seconds: float | None) -> None:
+        from rke2fleet.sandbox.faults import set_start_delay
+
+        set_start_delay(self.host(host), seconds)
+
+    # ------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def load(cls, state_dir: Path | str = DEFAULT_STATE_DIR) -> Sandbox:
+        layout = StateLayout(Path(state_dir).resolve())
+        if not layout.runtime_json.exists():
+            raise H.SandboxError(f"no sandbox in {layout.root}")
+        return cls(layout, read_runtime(layout))
+
+    def running(self) -> bool:
+        """True while any host namespace or service process is alive."""
+        if any(rec.alive() for rec in self.record.services.values()):
+            return True
+        found = H.pids_in_namespaces([h.mnt_ns for h in self.hosts])
+        return any(found.values())
+
+    @classmethod
+    def up(
+        cls,
+        state_dir: Path | str,
+        servers: int,
+        agents: int,
+        *,
+        sudo_hosts: int = 0,
+        emulator: bool = True,
+        load_balancer: bool = True,
+        installer: bool = True,
+    ) -> Sandbox:
+        """Start `servers` + `agents` hosts (the last `sudo_hosts` of them log in as `fleet`).
+
+        Raises `SandboxError` (after tearing down what it started) if anything fails.
+        """
+        if servers < 0 or agents < 0 or not 0 <= sudo_hosts <= servers + agents:
+            raise ValueError("servers, agents >= 0 and sudo_hosts <= servers + agents")
+        if servers + agents > 240:
+            raise ValueError("at most 240 hosts per sandbox")
+        layout = StateLayout(Path(state_dir).resolve())
+        _prepare_state_dir(layout)
+        sandbox = cls(layout, RuntimeRecord())
+        try:
+            sandbox._start(servers, agents, sudo_hosts, emulator, load_balancer, installer)
+        except BaseException:
+            sandbox.down()
+            raise
+        return sandbox
+
+    def _start(
+        self, servers: int, agents: int, sudo_hosts: int, emulator: bool, load_balancer: bool, installer: bool
+    ) -> None:
+        layout = self.layout
+        deadline = time.monotonic() + START_TIMEOUT
+        names = [("server", f"server-{i + 1}") for i in range(servers)]
+        names += [("agent", f"agent-{i + 1}") for i in range(agents)]
+        if sudo_hosts:
+            H.ensure_sudo_user()
+        emu_proc = self._start_emulator() if emulator else None
+        if installer:
+            self._start_installer()
+        keygens = [_keygen_async(layout.client_key, "rke2fleet-sandbox-client")]
+        with _net_lock():
+            net = _free_net_block(len(names), load_balancer and servers > 0)
+            plans = [
+                H.HostPlan(
+                    name=name,
+                    role=role,
+                    address=f"127.0.{net}.{FIRST_HOST_OCTET + i}",
+                    user=H.SUDO_USER if i >= len(names) - sudo_hosts else "root",
+                )
+                for i, (role, name) in enumerate(names)
+            ]
+            keygens += [_keygen_async(H.host_key_path(layout, p.name), p.name) for p in plans]
+            for proc in keygens:
+                if proc.wait() != 0:
+                    raise H.SandboxError("ssh-keygen failed")
+            holders = [H.start_holder(layout, p, H.write_host_files(layout, p, plans)) for p in plans]
+            for plan, holder in zip(plans, holders, strict=True):
+                record = self._adopt(holder)
+                # Record the host before waiting on it, so a failure still tears it down.
+                host = SandboxHost(
+                    name=plan.name,
+                    role=plan.role,
+                    address=plan.address,
+                    port=plan.port,
+                    user=plan.user,
+                    host_key_line=H.public_key_line(
+                        H.host_key_path(layout, plan.name).with_suffix(".pub")
+                    ),
+                    holder=record,
+                    mnt_ns="",
+                    faults_dir=str(layout.faults_dir(plan.name)),
+                )
+                self.record.hosts.append(host)
+                host.mnt_ns = H.await_holder(holder, plan.name)
+            sshds = []
+            for host in self.record.hosts:
+                proc = H.start_sshd(layout, host)
+                host.sshd = self._adopt(proc)
+                sshds.append(proc)
+            for host, proc in zip(self.record.hosts, sshds, strict=True):
+                H.wait_listening(host.address, host.port, deadline, proc)
+            if load_balancer and servers > 0:
+                lb_address = f"127.0.{net}.{LB_OCTET}"
+                lb = start_load_balancer(
+                    lb_address, [h.address for h in self.servers], log_path=str(layout.logs / "lb.log")
+                )
+                self.record.services["loadBalancer"] = self._adopt(lb)
+                await_ready(lb, "load balancer")
+                self.record.load_balancer = lb_address
+        if emu_proc is not None:
+            self._await_emulator(emu_proc, deadline)
+        if "installer" in self.record.services:
+            self._await_installer(deadline)
+        self.save()
+
+    # ------------------------------------------------------------ services
+
+    def _start_emulator(self) -> subprocess.Popen[bytes]:
+        if importlib.util.find_spec("rke2fleet.sandbox.emulator") is None:
+            raise H.SandboxError("the API emulator (rke2fleet.sandbox.emulator) is not available")
+        port = _free_port("127.0.0.1")
+        kubeconfig = self.layout.kubeconfig
+        with open(self.layout.logs / "emulator.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "rke2fleet.sandbox.emulator", "--host", "127.0.0.1",
+                 "--port", str(port), "--kubeconfig", str(kubeconfig)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            )  # fmt: skip
+        self.record.services["emulator"] = self._adopt(proc)
+        self._emulator_port = port
+        return proc
+
+    def _await_emulator(self, proc: subprocess.Popen[bytes], deadline: float) -> None:
+        kubeconfig = self.layout.kubeconfig
+        while True:
+            if proc.poll() is not None:
+                raise H.SandboxError(
+                    f"the API emulator exited with {proc.returncode} (see logs/emulator.log)"
+                )
+            if kubeconfig.exists() and _accepts("127.0.0.1", self._emulator_port):
+                break
+            if time.monotonic() > deadline:
+                raise H.SandboxError("the API emulator did not come up (see logs/emulator.log)")
+            time.sleep(0.05)
+        self.record.kubeconfig = str(kubeconfig)
+
+    def _start_installer(self) -> None:
+        if importlib.util.find_spec("rke2fleet.sandbox.installer") is None:
+            raise H.SandboxError("the installer endpoint (rke2fleet.sandbox.installer) is not available")
+        url_file = self.layout.root / "installer.url"
+        with open(self.layout.logs / "installer.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "rke2fleet.sandbox.services", "installer",
+                 "--state-dir", str(self.layout.root), "--url-file", str(url_file)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            )  # fmt: skip
+        self.record.services["installer"] = self._adopt(proc)
+
+    def _await_installer(self, deadline: float) -> None:
+        url_file = self.layout.root / "installer.url"
+        while not url_file.exists():
+            rec = self.record.services["installer"]
+            if not rec.alive() or time.monotonic() > deadline:
+                raise H.SandboxError("the installer endpoint did not come up (see logs/installer.log)")
+            time.sleep(0.05)
+        self.record.installer_url = url_file.read_text().strip()
+
+    # ------------------------------------------------------------ teardown
+
+    def down(self) -> list[int]:
+        """End every process of the sandbox and remove its state directory.
+
+        Returns the pids that would not die (empty on success); the state directory is kept
+        in that case so that a second `down()` can retry.
+        """
+        for rec in self.record.services.values():
+            H.stop_process(rec, signal.SIGTERM)
+        left = H.kill_namespaces([h.mnt_ns for h in self.hosts if h.mnt_ns])
+        # Holders whose namespace was never recorded (failure during setup).
+        for host in self.hosts:
+            H.stop_process(host.holder, signal.SIGKILL)
+        self._reap()
+        if not left:
+            _remove_state_dir(self.layout)
+        return left
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.down()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _prepare_state_dir(layout: StateLayout) -> None:
+    root = layout.root
+    if root.exists() and any(root.iterdir()):
+        if not layout.marker.exists():
+            raise H.SandboxError(f"{root} is not empty and is not a sandbox state directory")
+        if layout.runtime_json.exists():
+            old = Sandbox.load(root)
+            if old.running():
+                raise H.SandboxError(f"a sandbox is already running in {root}: `down` it first")
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)
+    layout.marker.write_text("rke2fleet sandbox state directory: removed by `rke2fleet sandbox down`\n")
+    layout.logs.mkdir(exist_ok=True)
+    layout.datastore.mkdir(exist_ok=True)
+
+
+def _remove_state_dir(layout: StateLayout) -> None:
+    if layout.marker.exists():
+        shutil.rmtree(layout.root, ignore_errors=True)
+
+
+def _keygen_async(path: Path, comment: str) -> subprocess.Popen[bytes]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (path, path.with_suffix(".pub")):
+        stale.unlink(missing_ok=True)
+    return subprocess.Popen(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+@contextlib.contextmanager
+def _net_lock() -> Iterator[None]:
+    """Serialise address allocation between sandboxes started at the same time on this machine."""
+    NET_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(NET_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _bindable(address: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_net_block(hosts: int, with_lb: bool) -> int:
+    """The first 127.0.N.0/24 whose host and balancer addresses are all free (N >= 1)."""
+    for net in range(1, 255):
+        addresses: list[tuple[str, int]] = [(f"127.0.{net}.{FIRST_HOST_OCTET + i}", 22) for i in range(hosts)]
+        if with_lb:
+            addresses += [(f"127.0.{net}.{LB_OCTET}", port) for port in DEFAULT_PORTS]
+        if all(_bindable(a, p) for a, p in addresses):
+            return net
+    raise H.SandboxError("no free 127.0.N.0/24 block for the sandbox hosts")
+
+
+def _free_port(address: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((address, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _accepts(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def hosts_table(hosts: Sequence[SandboxHost]) -> list[str]:
+    return [f"{h.name:<12} {h.role:<7} {h.address}:{h.port:<5} {h.user:<6} {h.host_key_line}" for h in hosts]
+
