@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
-PKGS="openssh-server openssh-client curl prometheus iproute2 procps util-linux make"
+PKGS="openssh-server openssh-client curl prometheus iproute2 procps util-linux make sudo"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
