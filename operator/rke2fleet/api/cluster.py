@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from rke2fleet.api.common import (
     Channel,
@@ -88,6 +88,17 @@ class UpgradeSpec(SpecModel):
 
 class RKE2ClusterSpec(SpecModel):
     """Desired state of an RKE2 cluster whose nodes are RKE2Node objects referring to it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.version) != has(self.channel)",
+                    "message": "exactly one of spec.version or spec.channel must be set",
+                }
+            ]
+        }
+    )
 
     version: RKE2Version | None = Field(
         default=None,

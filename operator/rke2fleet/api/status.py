@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
 from rke2fleet.api.common import Condition, StatusModel
+
+# Conditions are a map keyed by type, so server-side apply merges them entry by entry.
+CONDITIONS_LIST_MAP: dict[str, Any] = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
+}
 
 ClusterPhase = Literal["Pending", "Provisioning", "Ready", "Degraded", "Failed", "Paused"]
 NodePhase = Literal[
@@ -48,7 +54,9 @@ class RKE2ClusterStatus(StatusModel):
     observed_generation: int | None = Field(default=None, description="metadata.generation last reconciled.")
     phase: ClusterPhase | None = Field(default=None, description="Summary phase of the cluster.")
     conditions: list[Condition] = Field(
-        default_factory=list, description="Detailed conditions, one per type."
+        default_factory=list,
+        description="Detailed conditions, one per type.",
+        json_schema_extra=CONDITIONS_LIST_MAP,
     )
     target_version: str | None = Field(
         default=None,
@@ -77,7 +85,9 @@ class RKE2NodeStatus(StatusModel):
     observed_generation: int | None = Field(default=None, description="metadata.generation last reconciled.")
     phase: NodePhase | None = Field(default=None, description="Summary phase of the node.")
     conditions: list[Condition] = Field(
-        default_factory=list, description="Detailed conditions, one per type."
+        default_factory=list,
+        description="Detailed conditions, one per type.",
+        json_schema_extra=CONDITIONS_LIST_MAP,
     )
     installed_version: str | None = Field(default=None, description="Version of the rke2 binary on the host.")
     running_version: str | None = Field(default=None, description="Version the node runs (kubelet version).")
