@@ -1,0 +1,246 @@
+"""RKE2Cluster handlers: token, init server, kubeconfig, and the cluster's summary status."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from typing import Any
+
+import kopf
+
+from rke2fleet import GROUP, VERSION
+from rke2fleet.api import RKE2ClusterSpec, SpecError, parse_cluster_spec, parse_duration, parse_node_spec
+from rke2fleet.handlers import indexes
+from rke2fleet.handlers.access import Waiting, build_target
+from rke2fleet.handlers.state import FleetState
+from rke2fleet.handlers.status import status_patch
+from rke2fleet.hostaccess import HostAccessError
+from rke2fleet.reconcile.conditions import Cond
+from rke2fleet.reconcile.facts import KUBECONFIG_PATH, TOKEN_PATH
+from rke2fleet.reconcile.kubeconfig import KubeconfigError, rewrite_kubeconfig
+from rke2fleet.reconcile.ordering import choose_init_server
+from rke2fleet.reconcile.tokens import generate_token
+
+CLUSTER_TICK = float(os.environ.get("RKE2FLEET_CLUSTER_TICK", "5"))
+SOURCE_ANNOTATION = f"{GROUP}/source-sha256"
+
+
+def _counts(entries: list[Any], role: str) -> tuple[int, int]:
+    mine = [e for e in entries if e["spec"].get("role") == role]
+    return sum(1 for e in mine if indexes.condition_true(e["status"], "Ready")), len(mine)
+
+
+async def ensure_token(
+    fleet: FleetState, namespace: str, name: str, uid: str, cluster: RKE2ClusterSpec,
+    init_entry: Any | None,
+) -> tuple[str, bool]:
+    """The token Secret's name, and whether this pass created it (generated or adopted)."""
+    if cluster.token_secret_ref:
+        ref = cluster.token_secret_ref
+        data = await fleet.kube.read_secret(namespace, ref.name)
+        if not data or not data.get(ref.key):
+            raise Waiting("TokenSecretMissing", f"Secret {ref.name} (key {ref.key}) named by spec.tokenSecretRef not found", 10)
+        return ref.name, False
+    secret = f"{name}-token"
+    if await fleet.kube.read_secret(namespace, secret):
+        return secret, False
+    token: str | None = None
+    if init_entry is not None:
+        # Adopting an existing cluster: its first server's token encrypts the datastore; keep it.
+        node = parse_node_spec(init_entry["spec"])
+        target = await build_target(fleet, namespace, cluster, node, init_entry["status"])
+        try:
+            raw = await fleet.pool.read_file(target, TOKEN_PATH)
+        except HostAccessError as exc:
+            raise Waiting("CheckingInitServer", f"cannot check the init server for an existing token: {exc}", 10) from None
+        if raw and raw.strip():
+            token = raw.decode().strip()
+    created = await fleet.kube.apply_secret(
+        namespace, secret, {"token": (token or generate_token()).encode()},
+        owner={"name": name, "uid": uid}, component="join-token", create_only=True,
+    )
+    return secret, created and token is not None
+
+
+async def publish_kubeconfig(
+    fleet: FleetState, namespace: str, name: str, uid: str, cluster: RKE2ClusterSpec,
+    server_entry: Any, address: str,
+) -> bool:
+    """Read rke2.yaml from a Ready server and publish it rewritten; True when the Secret changed."""
+    node = parse_node_spec(server_entry["spec"])
+    target = await build_target(fleet, namespace, cluster, node, server_entry["status"])
+    try:
+        raw = await fleet.pool.read_file(target, KUBECONFIG_PATH)
+    except HostAccessError as exc:
+        raise Waiting("KubeconfigUnreadable", f"cannot read rke2.yaml from {server_entry['name']}: {exc}", 10) from None
+    if not raw:
+        raise Waiting("KubeconfigMissing", f"rke2.yaml not yet written on {server_entry['name']}", 5)
+    try:
+        data = rewrite_kubeconfig(raw, cluster_name=name, address=address)
+    except KubeconfigError as exc:
+        raise Waiting("KubeconfigInvalid", str(exc), 30) from None
+    digest = hashlib.sha256(data).hexdigest()
+    secret = f"{name}-kubeconfig"
+    meta = await fleet.kube.read_secret_meta(namespace, secret)
+    if meta and meta["annotations"].get(SOURCE_ANNOTATION) == digest:
+        return False
+    await fleet.kube.apply_secret(
+        namespace, secret, {"value": data}, owner={"name": name, "uid": uid},
+        annotations={SOURCE_ANNOTATION: digest}, component="kubeconfig",
+    )
+    return True
+
+
+async def reconcile_cluster(
+    *, name: str, namespace: str, spec: Any, status: Any, meta: Any, uid: str, body: Any, patch: Any,
+    memo: Any, nodes: Any, logger: logging.Logger,
+) -> float | None:
+    fleet: FleetState = memo.fleet
+    generation = meta.get("generation")
+    fields: dict[str, Any] = {}
+    conds: list[Cond] = []
+    try:
+        cluster = parse_cluster_spec(dict(spec))
+    except SpecError as exc:
+        msg = f"invalid spec: {exc}"
+        _patch(patch, status, generation, {"phase": "Failed"},
+               [Cond("Ready", False, "InvalidSpec", msg), Cond("Stalled", True, "InvalidSpec", msg)], body)
+        raise kopf.PermanentError(msg) from None
+
+    entries = indexes.many(nodes, (namespace, name))
+    servers = sorted((e for e in entries if e["spec"].get("role") == "server"), key=lambda e: e["name"])
+    sr, sd = _counts(entries, "server")
+    ar, ad = _counts(entries, "agent")
+    fields.update(readyServers=sr, desiredServers=sd, readyAgents=ar, desiredAgents=ad,
+                  servers=f"{sr}/{sd}", agents=f"{ar}/{ad}")
+    if len(servers) > 1 and not cluster.registration_address:
+        msg = (f"{len(servers)} servers need spec.registrationAddress (a load balancer, DNS name or VIP "
+               "in front of them); nothing is done until it is set")
+        _patch(patch, status, generation, {**fields, "phase": "Failed"},
+               [Cond("Ready", False, "RegistrationAddressRequired", msg),
+                Cond("Stalled", True, "RegistrationAddressRequired", msg)], body)
+        return None
+    if cluster.paused:
+        _patch(patch, status, generation, {**fields, "phase": "Paused"},
+               [Cond("Ready", sr + ar == sd + ad and sd > 0, "Paused", "reconciliation paused by spec.paused")], body)
+        return None
+
+    recorded = status.get("initServer")
+    init = choose_init_server([(e["name"], str(e["spec"].get("address"))) for e in servers],
+                              cluster.registration_address, recorded)
+    if init and not recorded:
+        fields["initServer"] = init
+    init_name = recorded or init
+    init_entry = next((e for e in servers if e["name"] == init_name), None)
+    retry: float | None = None
+    try:
+        token_secret, adopted = await ensure_token(fleet, namespace, name, uid, cluster, init_entry)
+        fields["tokenSecretName"] = token_secret
+        conds.append(Cond("TokenReady", True, "Adopted" if adopted else "Available",
+                          f"join token in Secret {token_secret}"))
+    except Waiting as w:
+        conds.append(Cond("TokenReady", False, w.reason, str(w)))
+        retry = w.delay
+
+    target_version = cluster.version
+    if not target_version and init_entry is not None:
+        target_version = init_entry["status"].get("installedVersion")
+    if target_version:
+        fields["targetVersion"] = target_version
+
+    ready_servers = [e for e in servers if indexes.condition_true(e["status"], "Ready")]
+    address = cluster.registration_address or (str(init_entry["spec"].get("address")) if init_entry else None)
+    kc_ready = False
+    if ready_servers and address:
+        key = (namespace, name)
+        due = time.monotonic() - fleet.kubeconfig_checked.get(key, 0.0) >= parse_duration(cluster.drift_check_interval)
+        have = status.get("kubeconfigSecretName")
+        try:
+            if due or not have:
+                await publish_kubeconfig(fleet, namespace, name, uid, cluster, ready_servers[0], address)
+                fleet.kubeconfig_checked[key] = time.monotonic()
+            fields["kubeconfigSecretName"] = f"{name}-kubeconfig"
+            kc_ready = True
+            conds.append(Cond("KubeconfigReady", True, "Published",
+                              f"Secret {name}-kubeconfig, server https://{address}:6443"))
+        except Waiting as w:
+            conds.append(Cond("KubeconfigReady", False, w.reason, str(w)))
+            retry = min(retry or w.delay, w.delay)
+    else:
+        conds.append(Cond("KubeconfigReady", bool(status.get("kubeconfigSecretName")), "WaitingForServer",
+                          "waiting for a Ready server"))
+
+    conds.append(Cond("ServersReady", sr == sd and sd > 0, "AllReady" if sr == sd and sd else "NotReady",
+                      f"{sr}/{sd} servers Ready"))
+    conds.append(Cond("AgentsReady", ar == ad, "AllReady" if ar == ad else "NotReady", f"{ar}/{ad} agents Ready"))
+    all_ready = sd > 0 and sr == sd and ar == ad and kc_ready
+    failed = [e["name"] for e in entries if e["status"].get("phase") in ("Failed", "Unreachable")]
+    ever_ready = status.get("phase") in ("Ready", "Degraded")
+    if all_ready:
+        phase, reason, msg = "Ready", "Ready", f"{sr} servers and {ar} agents Ready"
+    elif ever_ready and failed:
+        phase, reason, msg = "Degraded", "NodesNotReady", f"not Ready: {', '.join(failed)}"
+    elif sd == 0:
+        phase, reason, msg = "Pending", "NoServers", "no RKE2Node with role server references this cluster"
+    else:
+        phase, reason = "Provisioning", "Provisioning"
+        msg = f"{sr}/{sd} servers and {ar}/{ad} agents Ready"
+        if failed:
+            msg += f"; failing: {', '.join(failed)}"
+    fields["phase"] = phase
+    conds.append(Cond("Ready", all_ready, reason, msg))
+    _patch(patch, status, generation, fields, conds, body)
+    if not all_ready:
+        retry = min(retry or CLUSTER_TICK, CLUSTER_TICK)
+    return retry
+
+
+def _patch(patch: Any, status: Any, generation: Any, fields: dict[str, Any], conds: list[Cond], body: Any) -> None:
+    out = status_patch(status, generation, fields, conds)
+    for k, v in out.items():
+        patch.status[k] = v
+    old_phase = status.get("phase")
+    if "phase" in out and out["phase"] != old_phase:
+        ready = next((c for c in conds if c.type == "Ready"), None)
+        kind = "Warning" if out["phase"] in ("Failed", "Degraded") else "Normal"
+        kopf.event(body, type=kind, reason=ready.reason if ready else out["phase"],
+                   message=f"phase {old_phase or 'none'} → {out['phase']}: {ready.message if ready else ''}")
+
+
+@kopf.on.resume(GROUP, VERSION, "rke2clusters")
+@kopf.on.create(GROUP, VERSION, "rke2clusters")
+@kopf.on.update(GROUP, VERSION, "rke2clusters", field="spec")
+async def cluster_changed(*, memo: Any, name: str, namespace: Any, **kw: Any) -> None:
+    fleet: FleetState = memo.fleet
+    fleet.wake_cluster((namespace, name))
+    async with fleet.cluster_locks[(namespace, name)]:
+        await reconcile_cluster(memo=memo, name=name, namespace=namespace, **_pick(kw))
+
+
+@kopf.timer(GROUP, VERSION, "rke2clusters", interval=CLUSTER_TICK, initial_delay=CLUSTER_TICK)
+async def cluster_tick(*, memo: Any, name: str, namespace: Any, **kw: Any) -> None:
+    fleet: FleetState = memo.fleet
+    lock = fleet.cluster_locks[(namespace, name)]
+    if lock.locked():
+        return
+    async with lock:
+        try:
+            await reconcile_cluster(memo=memo, name=name, namespace=namespace, **_pick(kw))
+        except kopf.PermanentError:
+            pass  # already in status; the timer keeps looking for a fixed spec
+
+
+@kopf.on.delete(GROUP, VERSION, "rke2clusters")
+async def cluster_deleted(*, name: str, namespace: Any, memo: Any, **kw: Any) -> None:
+    remaining = [e["name"] for e in indexes.many(kw["nodes"], (namespace, name))]
+    if remaining:
+        raise kopf.TemporaryError(f"waiting for its RKE2Nodes to be deleted: {', '.join(sorted(remaining))}", delay=5)
+    fleet: FleetState = memo.fleet
+    fleet.kubeconfig_checked.pop((namespace, name), None)
+
+
+def _pick(kw: dict[str, Any]) -> dict[str, Any]:
+    keys = ("spec", "status", "meta", "uid", "body", "patch", "nodes", "logger")
+    return {k: kw[k] for k in keys if k in kw}

@@ -1,0 +1,77 @@
+"""Kopf indexes: the operator's in-memory view of its objects, kept current by the watches.
+
+Handlers read clusters and sibling nodes from here instead of listing the API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from rke2fleet import GROUP, VERSION
+from rke2fleet.reconcile.ordering import NodeView
+
+
+@kopf.index(GROUP, VERSION, "rke2clusters")
+def clusters(*, namespace: Any, name: str, spec: Any, status: Any, uid: str, meta: Any, **_: Any) -> Any:
+    return {
+        (namespace, name): {
+            "spec": dict(spec),
+            "status": dict(status),
+            "uid": uid,
+            "generation": meta.get("generation"),
+            "deleting": bool(meta.get("deletionTimestamp")),
+        }
+    }
+
+
+@kopf.index(GROUP, VERSION, "rke2nodes")
+def nodes(*, namespace: Any, name: str, spec: Any, status: Any, meta: Any, **_: Any) -> Any:
+    return {
+        (namespace, spec.get("cluster")): {
+            "name": name,
+            "spec": dict(spec),
+            "status": dict(status),
+            "deleting": bool(meta.get("deletionTimestamp")),
+        }
+    }
+
+
+def condition_true(status: Any, type_: str) -> bool:
+    for c in status.get("conditions") or []:
+        if c.get("type") == type_:
+            return bool(c.get("status") == "True")
+    return False
+
+
+def node_views(entries: Any, busy: set[str]) -> list[NodeView]:
+    views = []
+    for e in entries:
+        st = e["status"]
+        views.append(NodeView(
+            name=e["name"],
+            role=str(e["spec"].get("role", "")),
+            address=str(e["spec"].get("address", "")),
+            ready=condition_true(st, "Ready"),
+            started=bool(st.get("installedVersion")) or st.get("phase") not in (None, "Pending"),
+            busy=e["name"] in busy,
+        ))
+    return views
+
+
+def one(index: Any, key: Any) -> Any | None:
+    try:
+        store = index[key]
+    except KeyError:
+        return None
+    for value in store:
+        return value
+    return None
+
+
+def many(index: Any, key: Any) -> list[Any]:
+    try:
+        return list(index[key])
+    except KeyError:
+        return []

@@ -1,0 +1,181 @@
+"""RKE2Node handlers: thin glue around `reconcile.node_pass`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import kopf
+
+from rke2fleet import GROUP, VERSION
+from rke2fleet.api import (
+    SpecError,
+    parse_cluster_spec,
+    parse_duration,
+    parse_node_spec,
+)
+from rke2fleet.handlers import deletion, indexes
+from rke2fleet.handlers.access import Waiting, build_target, read_token
+from rke2fleet.handlers.state import FleetState
+from rke2fleet.handlers.status import node_status_patch, post_events
+from rke2fleet.reconcile.conditions import Cond
+from rke2fleet.reconcile.node_pass import NodeInputs, NodeOutcome, node_pass
+from rke2fleet.reconcile.ordering import GoAhead, choose_init_server, may_disrupt
+from rke2fleet.reconcile.tokens import token_values
+
+# How often each node's timer wakes; a pass runs when the drift interval has elapsed or the
+# cluster's desired state changed. Small in tests, through the environment.
+NODE_TICK = float(os.environ.get("RKE2FLEET_NODE_TICK", "20"))
+BRINGUP_BATCH = 50  # reference §5: agents in batches of at most 50
+
+
+def _cluster_of(clusters: Any, namespace: str, spec: Any) -> tuple[str, Any]:
+    cname = spec.get("cluster")
+    entry = indexes.one(clusters, (namespace, cname))
+    if entry is None:
+        raise Waiting("ClusterNotFound", f"RKE2Cluster {cname} not found in namespace {namespace}", 10)
+    return str(cname), entry
+
+
+async def reconcile_node(
+    *, name: str, namespace: str, spec: Any, status: Any, meta: Any, body: Any, patch: Any,
+    memo: Any, clusters: Any, nodes: Any, logger: logging.Logger, timer: bool,
+) -> float | None:
+    """One pass; returns the delay after which to retry (None when settled)."""
+    fleet: FleetState = memo.fleet
+    generation = meta.get("generation")
+    try:
+        node = parse_node_spec(dict(spec))
+    except SpecError as exc:
+        _invalid(body, patch, status, generation, exc, "the node spec")
+        raise kopf.PermanentError(str(exc)) from None
+    try:
+        cname, centry = _cluster_of(clusters, namespace, spec)
+        try:
+            cluster = parse_cluster_spec(centry["spec"])
+        except SpecError:
+            raise Waiting("ClusterInvalid", f"RKE2Cluster {cname} has an invalid spec; see its status", 30) from None
+        ckey = (namespace, cname)
+        if cluster.paused:
+            node_status_patch(patch, status, generation, {"phase": "Paused"},
+                              [Cond("Ready", condition_ready(status), "Paused", f"cluster {cname} is paused")])
+            return None
+        cstatus = centry["status"]
+        siblings = indexes.many(nodes, ckey)
+        servers = [(e["name"], str(e["spec"].get("address"))) for e in siblings if e["spec"].get("role") == "server"]
+        init = cstatus.get("initServer")
+        if not init:
+            raise Waiting("WaitingForCluster", f"waiting for RKE2Cluster {cname} to choose its init server")
+        is_init = choose_init_server(servers, cluster.registration_address, init) == name
+        join = cluster.registration_address or next((a for n, a in servers if n == init), None)
+        version = cluster.version or cstatus.get("targetVersion")
+        if not version and not is_init:
+            raise Waiting("WaitingForVersion", "waiting for the init server to resolve the channel's version")
+        token = await read_token(fleet, namespace, cname, cluster)
+        target = await build_target(fleet, namespace, cluster, node, status)
+    except Waiting as w:
+        node_status_patch(patch, status, generation, {"phase": status.get("phase") or "Pending"},
+                          [Cond("Ready", False, w.reason, str(w))])
+        return w.delay
+
+    secrets = token_values(token)
+
+    def go_ahead() -> GoAhead:
+        busy = fleet.busy[ckey]
+        views = indexes.node_views(siblings, busy)
+        me = next((v for v in views if v.name == name), None)
+        if me is None:
+            return GoAhead(False, "node not in the cluster's index yet")
+        verdict = may_disrupt(me, views, init, agent_batch=BRINGUP_BATCH)
+        if verdict.allowed:
+            busy.add(name)
+        return verdict
+
+    def release() -> None:
+        fleet.busy[ckey].discard(name)
+
+    def on_phase(phase: str, plan: list[str]) -> None:
+        # Progress for people watching `kubectl get rkn -w`: one write per phase change.
+        fleet.spawn(fleet.kube.patch_status("rke2nodes", namespace, name, {"phase": phase, "plan": plan}))
+
+    outcome: NodeOutcome = await node_pass(
+        fleet.pool, NodeInputs(
+            name=name, node=node, cluster=cluster, token=token, is_init=is_init, join_address=join,
+            version=version, running_version=status.get("runningVersion"), target=target, secrets=secrets,
+        ),
+        go_ahead=go_ahead, release=release, on_phase=on_phase,
+        repair=cluster.drift_policy == "Repair" or not timer,
+    )
+    accepted = fleet.pool.accepted_key(target)
+    if accepted:
+        outcome.status["hostKey"] = accepted
+    fleet.last_pass[(namespace, name)] = time.monotonic()
+    node_status_patch(patch, status, generation, outcome.status, outcome.conditions)
+    post_events(body, outcome.events)
+    if outcome.host_actions:
+        logger.info("node %s: %s", name, "; ".join(outcome.status.get("plan") or []) or "converged")
+    return outcome.retry_after
+
+
+def condition_ready(status: Any) -> bool:
+    return indexes.condition_true(status, "Ready")
+
+
+def _invalid(body: Any, patch: Any, status: Any, generation: Any, exc: SpecError, what: str) -> None:
+    msg = f"invalid {what}: {exc}"
+    node_status_patch(patch, status, generation, {"phase": "Failed", "lastError": msg},
+                      [Cond("Ready", False, "InvalidSpec", msg), Cond("Stalled", True, "InvalidSpec", msg)])
+    kopf.warn(body, reason="InvalidSpec", message=msg)
+
+
+@kopf.on.resume(GROUP, VERSION, "rke2nodes")
+@kopf.on.create(GROUP, VERSION, "rke2nodes")
+@kopf.on.update(GROUP, VERSION, "rke2nodes", field="spec")
+async def node_changed(*, memo: Any, name: str, namespace: Any, **kw: Any) -> None:
+    fleet: FleetState = memo.fleet
+    async with fleet.node_locks[(namespace, name)]:
+        delay = await reconcile_node(memo=memo, name=name, namespace=namespace, timer=False, **_pick(kw))
+    if delay is not None:
+        raise kopf.TemporaryError("not converged yet; see status", delay=delay)
+
+
+@kopf.timer(GROUP, VERSION, "rke2nodes", interval=NODE_TICK, initial_delay=NODE_TICK)
+async def node_tick(*, memo: Any, name: str, namespace: Any, spec: Any, **kw: Any) -> None:
+    fleet: FleetState = memo.fleet
+    lock = fleet.node_locks[(namespace, name)]
+    if lock.locked():
+        return
+    ckey = (namespace, str(spec.get("cluster")))
+    centry = indexes.one(kw["clusters"], ckey)
+    interval = 300.0
+    if centry is not None:
+        try:
+            interval = parse_duration(str(centry["spec"].get("driftCheckInterval", "5m")))
+        except ValueError:
+            pass
+    key = (namespace, name)
+    due = time.monotonic() - fleet.last_pass.get(key, 0.0) >= interval
+    woken = fleet.wake_seen.get(key, 0) < fleet.wake[ckey]
+    if not (due or woken):
+        return
+    fleet.wake_seen[key] = fleet.wake[ckey]
+    async with lock:
+        await reconcile_node(memo=memo, name=name, namespace=namespace, spec=spec, timer=not woken,
+                             **_pick(kw))
+
+
+@kopf.on.delete(GROUP, VERSION, "rke2nodes")
+async def node_deleted(*, memo: Any, name: str, namespace: Any, spec: Any, status: Any, body: Any,
+                       logger: Any, **kw: Any) -> None:
+    fleet: FleetState = memo.fleet
+    async with fleet.node_locks[(namespace, name)]:
+        await deletion.delete_node(fleet, name=name, namespace=namespace, spec=spec, status=status,
+                                   body=body, clusters=kw["clusters"], nodes=kw["nodes"], logger=logger)
+    fleet.last_pass.pop((namespace, name), None)
+
+
+def _pick(kw: dict[str, Any]) -> dict[str, Any]:
+    keys = ("spec", "status", "meta", "body", "patch", "clusters", "nodes", "logger")
+    return {k: kw[k] for k in keys if k in kw}

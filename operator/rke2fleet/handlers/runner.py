@@ -1,0 +1,80 @@
+"""`rke2fleet run`: the operator process (Kopf), with its settings, memo and endpoints."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from rke2fleet import GROUP
+from rke2fleet.handlers.kube import KubeApi
+from rke2fleet.handlers.state import FleetState
+from rke2fleet.hostaccess import SSHPool
+
+FINALIZER = f"{GROUP}/finalizer"
+# Bounds how many objects are processed at once: the fan-out of SSH work.
+WORKER_LIMIT = int(os.environ.get("RKE2FLEET_WORKER_LIMIT", "100"))
+
+
+@kopf.on.startup()
+async def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: Any) -> None:
+    from rke2fleet import metrics
+
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.queueing.worker_limit = WORKER_LIMIT
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.networking.connect_timeout = 10
+    settings.execution.max_workers = 8
+
+    def on_command(result: Any, duration: float) -> None:
+        metrics.observe_ssh_command(result, duration)
+
+    memo.fleet = FleetState(pool=SSHPool(on_command=on_command), kube=KubeApi())
+    port = int(os.environ.get("RKE2FLEET_METRICS_PORT", "0"))
+    memo.metrics_server = metrics.start_metrics_server(port) if port else None
+    logger.info("rke2fleet started (worker limit %d)", WORKER_LIMIT)
+
+
+@kopf.on.cleanup()
+async def shutdown(*, memo: Any, **_: Any) -> None:
+    fleet: FleetState | None = getattr(memo, "fleet", None)
+    if fleet is not None:
+        await fleet.pool.close()
+        fleet.kube.close()
+    server = getattr(memo, "metrics_server", None)
+    if server is not None:
+        server.stop()
+
+
+def register_handlers() -> None:
+    """Importing the handler modules registers them with Kopf's default registry."""
+    from rke2fleet.handlers import cluster, indexes, node  # noqa: F401
+
+
+def run_operator(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Kopf's own per-request debug logging is noise at fleet size.
+    logging.getLogger("kopf.objects").setLevel(logging.INFO)
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    os.environ["RKE2FLEET_METRICS_PORT"] = str(args.metrics_port)
+    register_handlers()
+    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    namespaces = tuple(args.namespace)
+    kopf.run(
+        standalone=True,
+        clusterwide=args.all_namespaces or not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=liveness,
+    )
+    return 0

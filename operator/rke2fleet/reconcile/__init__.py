@@ -1,0 +1,1 @@
+"""Reconcile core: facts (read a host) → plan (pure) → apply (change it), plus cluster ordering."""

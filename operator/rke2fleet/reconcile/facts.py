@@ -1,0 +1,93 @@
+"""Facts: everything the plan needs from a host, read with ONE remote command per pass.
+
+The script prints `key=value` lines; parsing is a pure function so it is easy to test.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rke2fleet.reconcile.desired import CONFIG_PATH
+
+TOKEN_PATH = "/var/lib/rancher/rke2/server/token"  # noqa: S105 -- a path, not a password
+KUBECONFIG_PATH = "/etc/rancher/rke2/rke2.yaml"
+RKE2_PATHS = ("/usr/local/bin/rke2", "/opt/rke2/bin/rke2", "/usr/bin/rke2")
+
+# Read-only. Runs under `sh -s` (through sudo for non-root users).
+FACTS_SCRIPT = rf"""
+set +e
+rke2=""
+for p in {" ".join(RKE2_PATHS)}; do [ -x "$p" ] && {{ rke2="$p"; break; }}; done
+echo "rke2_path=$rke2"
+if [ -n "$rke2" ]; then echo "rke2_version=$("$rke2" --version 2>/dev/null | head -n 1)"; fi
+if [ -f {CONFIG_PATH} ]; then echo "config_sha256=$(sha256sum {CONFIG_PATH} | cut -d ' ' -f 1)"; fi
+for u in rke2-server rke2-agent; do
+  echo "$u.enabled=$(systemctl is-enabled "$u" 2>/dev/null)"
+  echo "$u.active=$(systemctl is-active "$u" 2>/dev/null)"
+done
+[ -f {TOKEN_PATH} ] && echo "token_present=yes"
+[ -f {KUBECONFIG_PATH} ] && echo "kubeconfig_present=yes"
+. /etc/os-release 2>/dev/null && echo "os=$ID $VERSION_ID"
+echo "arch=$(uname -m)"
+echo "facts_end=1"
+"""
+
+_VERSION_RE = re.compile(r"rke2 version (v\d+\.\d+\.\d+(?:-rc\d+)?\+rke2r\d+)")
+
+
+@dataclass(frozen=True)
+class UnitFacts:
+    enabled: bool
+    active: str  # active | activating | inactive | failed | unknown
+
+    @property
+    def is_active(self) -> bool:
+        return self.active == "active"
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    installed_version: str | None
+    config_sha256: str | None
+    server: UnitFacts
+    agent: UnitFacts
+    token_present: bool
+    kubeconfig_present: bool
+    os: str
+    arch: str
+
+    def unit(self, role: str) -> UnitFacts:
+        return self.server if role == "server" else self.agent
+
+
+class FactsError(ValueError):
+    """The facts script's output is not what it should be (truncated or foreign)."""
+
+
+def parse_facts(stdout: str) -> HostFacts:
+    values: dict[str, str] = {}
+    for line in stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    if values.get("facts_end") != "1":
+        raise FactsError("the facts command's output was incomplete")
+    match = _VERSION_RE.search(values.get("rke2_version", ""))
+
+    def unit(name: str) -> UnitFacts:
+        return UnitFacts(
+            enabled=values.get(f"{name}.enabled") == "enabled",
+            active=values.get(f"{name}.active") or "unknown",
+        )
+
+    return HostFacts(
+        installed_version=match.group(1) if match else None,
+        config_sha256=values.get("config_sha256") or None,
+        server=unit("rke2-server"),
+        agent=unit("rke2-agent"),
+        token_present=values.get("token_present") == "yes",
+        kubeconfig_present=values.get("kubeconfig_present") == "yes",
+        os=values.get("os", ""),
+        arch=values.get("arch", ""),
+    )

@@ -1,0 +1,80 @@
+"""Cluster ordering: which node may be disrupted (installed, started, restarted) now.
+
+RKE2 wants the init server Ready first, then the other servers one at a time (etcd admits
+one learner at a time), then agents in bounded batches (reference §5, §8). Pure functions
+over a snapshot of the cluster's nodes, so the rules are easy to test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NodeView:
+    name: str
+    role: str
+    address: str
+    ready: bool
+    started: bool  # has RKE2 ever been started on it by us (installed or beyond)
+    busy: bool  # currently being changed by a pass (in-process claim)
+
+
+def choose_init_server(
+    servers: Iterable[tuple[str, str]], registration_address: str | None, recorded: str | None
+) -> str | None:
+    """(name, address) pairs → the init server's name. A recorded choice stays while it exists."""
+    pairs = sorted(servers)
+    names = {n for n, _ in pairs}
+    if recorded and recorded in names:
+        return recorded
+    if recorded:
+        # The recorded init server is gone: the cluster exists, nobody bootstraps it again.
+        return None
+    for name, address in pairs:
+        if registration_address and address == registration_address:
+            return name
+    return pairs[0][0] if pairs else None
+
+
+def server_order(nodes: Sequence[NodeView], init_server: str | None) -> list[NodeView]:
+    servers = [n for n in nodes if n.role == "server"]
+    return sorted(servers, key=lambda n: (n.name != init_server, n.name))
+
+
+@dataclass(frozen=True)
+class GoAhead:
+    allowed: bool
+    reason: str
+
+
+def may_disrupt(
+    me: NodeView, nodes: Sequence[NodeView], init_server: str | None, *, agent_batch: int
+) -> GoAhead:
+    others = [n for n in nodes if n.name != me.name]
+    servers = server_order(nodes, init_server)
+    if me.role == "server":
+        if me.name == init_server and not me.started:
+            return GoAhead(True, "init server")
+        busy = [n.name for n in others if n.role == "server" and n.busy]
+        if busy:
+            return GoAhead(False, f"waiting: server {busy[0]} is being changed")
+        names = [s.name for s in servers]
+        mine = names.index(me.name) if me.name in names else len(names)
+        for earlier in servers[:mine]:
+            if not earlier.ready:
+                return GoAhead(False, f"waiting for server {earlier.name} to be Ready")
+        for later in servers[mine + 1:]:
+            if later.started and not later.ready:
+                return GoAhead(False, f"waiting for server {later.name} to be Ready")
+        return GoAhead(True, "servers before it are Ready")
+    not_ready = [s.name for s in servers if not s.ready]
+    if not servers:
+        return GoAhead(False, "waiting: the cluster has no server")
+    if not_ready:
+        return GoAhead(False, f"waiting for server {not_ready[0]} to be Ready")
+    busy_agents = sum(1 for n in others if n.role == "agent" and n.busy)
+    if busy_agents >= agent_batch:
+        return GoAhead(False, f"waiting: {busy_agents} agents are being changed (batch {agent_batch})")
+    return GoAhead(True, "all servers Ready")
