@@ -1,0 +1,41 @@
+"""Fault switches of one sandbox host, read by the stand-ins from the host's ``faultsDir``.
+
+Files (one per switch):
+  ``fail-next-start``  the next start of an rke2 service fails (fatal log line, exit 1); consumed by it.
+  ``start-delay``      seconds an rke2 service takes between starting and being ready.
+  ``restart-delay``    RestartSec of the units (seconds between an exit and the automatic restart).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+FAIL_NEXT_START = "fail-next-start"
+START_DELAY = "start-delay"
+RESTART_DELAY = "restart-delay"
+
+
+def _write(faults_dir: str | os.PathLike[str], name: str, content: str | None) -> None:
+    path = Path(faults_dir) / name
+    if content is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{name}.tmp")
+    tmp.write_text(content)
+    os.replace(tmp, path)
+
+
+def fail_next_start(faults_dir: str | os.PathLike[str], enabled: bool = True) -> None:
+    _write(faults_dir, FAIL_NEXT_START, "1\n" if enabled else None)
+
+
+def set_start_delay(faults_dir: str | os.PathLike[str], seconds: float | None) -> None:
+    """None (or 0) removes the delay."""
+    _write(faults_dir, START_DELAY, f"{seconds}\n" if seconds else None)
+
+
+def set_restart_delay(faults_dir: str | os.PathLike[str], seconds: float | None) -> None:
+    """None restores the unit's own RestartSec."""
+    _write(faults_dir, RESTART_DELAY, None if seconds is None else f"{seconds}\n")

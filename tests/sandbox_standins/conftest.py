@@ -1,0 +1,141 @@
+"""A minimal private host fixture for the stand-in tests.
+
+Each host is a long-lived holder process in its own mount + UTS namespace (``unshare``), with tmpfs
+over the host-private paths, the host.json of the contract and the systemctl/journalctl shims
+bind-mounted over /usr/bin; commands enter it with ``nsenter``. Addresses 127.0.3.x keep clear of
+the hosts engineer's 127.0.1.x sandboxes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rke2fleet.sandbox import hostfaults
+from rke2fleet.sandbox.datastore import Datastore
+from rke2fleet.sandbox.installer import InstallerHandle, start_installer
+
+STANDINS = Path(__file__).resolve().parents[2] / "operator" / "rke2fleet" / "sandbox" / "standins"
+PRIVATE = ["/etc/rancher", "/var/lib/rancher", "/usr/local", "/run/rke2fleet"]
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_addresses = itertools.count(10)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for unshare")
+
+
+def mount_ns(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+class NsHost:
+    def __init__(self, name: str, address: str, root: Path, datastore_dir: Path) -> None:
+        self.name = name
+        self.address = address
+        self.root = root
+        self.faults_dir = root / "faults"
+        self.datastore_dir = datastore_dir
+        self.holder: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.faults_dir.mkdir(parents=True)
+        info = {"name": self.name, "address": self.address, "stateDir": str(self.root),
+                "datastoreDir": str(self.datastore_dir), "faultsDir": str(self.faults_dir),
+                "python": sys.executable, "standinsDir": str(STANDINS)}
+        (self.root / "host.json").write_text(json.dumps(info))
+        lines = ["set -e"]
+        for path in PRIVATE:
+            lines.append(f"mkdir -p {path} && mount -t tmpfs -o mode=0755 tmpfs {path}")
+        lines.append(f"hostname {self.name}")
+        lines.append(f"cp {self.root}/host.json /run/rke2fleet/host.json")
+        for tool in ("systemctl", "journalctl"):
+            lines.append(f"printf '#!/bin/sh\\nexec {sys.executable} -s {STANDINS}/{tool}.py \"$@\"\\n' "
+                         f"> /run/rke2fleet/{tool} && chmod 755 /run/rke2fleet/{tool}")
+            lines.append(f"mount --bind /run/rke2fleet/{tool} /usr/bin/{tool}")
+        lines.append(f"touch {self.root}/ready")
+        lines.append("exec sleep infinity")
+        self.holder = subprocess.Popen(
+            ["unshare", "-m", "-u", "--propagation", "private", "sh", "-c", "\n".join(lines)],
+            stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while not (self.root / "ready").exists():
+            assert self.holder.poll() is None, "namespace holder died"
+            assert time.monotonic() < deadline, "namespace holder not ready"
+            time.sleep(0.01)
+
+    def run(self, script: str, env: dict[str, str] | None = None, timeout: float = 60,
+            check: bool = False) -> subprocess.CompletedProcess[str]:
+        assert self.holder is not None
+        full_env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **(env or {})}
+        proc = subprocess.run(["nsenter", "-t", str(self.holder.pid), "-m", "-u", "sh", "-c", script],
+                              env=full_env, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{script!r} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def install(self, url: str, env: str = "", check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run(f"curl -sfL {url} | {env} sh -", check=check)
+
+    def write_config(self, text: str, name: str = "config.yaml") -> None:
+        path = "/etc/rancher/rke2/" + name
+        self.run(f"mkdir -p $(dirname {path}) && cat > {path} <<'EOF'\n{text}\nEOF", check=True)
+
+    def kubectl(self, args: str) -> subprocess.CompletedProcess[str]:
+        return self.run(f"KUBECONFIG=/etc/rancher/rke2/rke2.yaml /var/lib/rancher/rke2/bin/kubectl {args}")
+
+    def stop(self) -> None:
+        if self.holder is None:
+            return
+        ns = mount_ns(self.holder.pid)
+        for _ in range(3):  # supervisors restart services: kill until nothing is left
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit() and int(entry.name) != self.holder.pid and mount_ns(int(entry.name)) == ns:
+                    try:
+                        os.kill(int(entry.name), signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            time.sleep(0.05)
+        self.holder.kill()
+        self.holder.wait()
+        self.holder = None
+
+
+
+@pytest.fixture
+def installer(tmp_path: Path) -> Iterator[InstallerHandle]:
+    port = 18000 + os.getpid() % 1000
+    handle = start_installer(tmp_path / "installer", host="127.0.3.254", port=port)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def make_host(tmp_path: Path) -> Iterator[object]:
+    hosts: list[NsHost] = []
+    datastore = tmp_path / "datastore"
+
+    def make(name: str) -> NsHost:
+        host = NsHost(name, f"127.0.3.{next(_addresses) % 250 + 1}", tmp_path / name, datastore)
+        hosts.append(host)
+        host.start()
+        return host
+
+    yield make
+    for host in hosts:
+        host.stop()
+
+
+@pytest.fixture
+def datastore(tmp_path: Path) -> Datastore:
+    return Datastore(tmp_path / "datastore")
