@@ -160,6 +160,8 @@ def is_hostname(v: str) -> bool:
 
 
 def _check_host(v: str) -> str:
+    if not v:
+        raise rule_error("must not be empty: a hostname or IP address")
     if "://" in v or "/" in v:
         raise rule_error("must be a hostname or IP address, not a URL (no scheme, port or path)")
     if not (is_ip(v) or is_hostname(v)):
