@@ -477,9 +477,9 @@ def run_node(role: str, version: str, args: list[str]) -> NoReturn:
         common.write_atomic(Path(notify).with_name("node.json"), json.dumps({
             "cluster": ctx.cluster, "node": ctx.node_name, "role": role, "version": version,
             "datastoreDir": ctx.info["datastoreDir"]}))
+    ctx.write_data_dir()
     if role == "server":
         ctx.write_token_files()
-        ctx.write_data_dir()
         ctx.write_kubeconfig()
         serve(ctx)
     if delay:
