@@ -14,8 +14,22 @@ from rke2fleet.api.crdgen import crd_filename, crd_schema, generate_crds, render
 from .conftest import REPO, run_cli
 
 # Keywords Kubernetes rejects (or that break structural schemas) in openAPIV3Schema.
-FORBIDDEN = {"$ref", "$defs", "definitions", "anyOf", "oneOf", "allOf", "not", "title", "const",
-             "propertyNames", "patternProperties", "exclusiveMinimum", "exclusiveMaximum", "uniqueItems"}
+FORBIDDEN = {
+    "$ref",
+    "$defs",
+    "definitions",
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "not",
+    "title",
+    "const",
+    "propertyNames",
+    "patternProperties",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "uniqueItems",
+}
 
 
 def walk(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
