@@ -142,3 +142,13 @@ def test_helm_values_switch_namespaces_and_optional_objects() -> None:
     args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[:5] == ["run", "--namespace", "fleet-a", "--namespace", "fleet-b"]
     _validate_all(objects)
+
+
+def test_helm_lint_strict_reports_no_warning() -> None:
+    import helm_python
+    from deploy_testlib import DEPLOY
+
+    report = helm_python.lint(str(DEPLOY / "helm" / "rke2fleet"), strict=True)
+    assert report["errors"] == []
+    # severity 1 is informational ("icon is recommended"); 2 warning, 3 error.
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
