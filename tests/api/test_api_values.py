@@ -162,3 +162,21 @@ def test_cli_reads_stdin_and_multiple_files(tmp_path: Any) -> None:
         "<stdin>: RKE2Node/n: spec.role: must be one of 'server' or 'agent'",
         "1 error(s) found",
     ]
+
+
+def test_parse_accepts_read_only_mappings() -> None:
+    """Kopf hands handlers Mapping views (kopf.Spec), not dicts."""
+    from types import MappingProxyType
+
+    spec = mutate("server", {})["spec"]
+    view = MappingProxyType(
+        {**spec, "nodeLabels": tuple(spec["nodeLabels"]), "config": MappingProxyType(spec["config"])}
+    )
+    assert parse_node_spec(view) == parse_node_spec(spec)
+
+
+def test_parse_accepts_kopf_spec() -> None:
+    import kopf
+
+    body = kopf.Body(mutate("cluster", {}))
+    assert parse_cluster_spec(body.spec) == parse_cluster_spec(mutate("cluster", {})["spec"])
