@@ -34,8 +34,6 @@ def test_unknown_enumerated_labels_are_refused() -> None:
         metrics.observe_reconcile("Pod", "ok", 1.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         metrics.set_cluster_state("ns", "c", "Happy", {}, upgrading=False)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        metrics.record_drift("ns", "c", "n", "config file changed!")
     with pytest.raises(ValueError, match="not a Kubernetes object name"):
         metrics.set_node_state("ns", "c", "Bad Name", "agent", True, None, None)
 
@@ -76,6 +74,14 @@ def test_versions_that_are_not_rke2_versions_do_not_become_labels(unique_ns: NS)
     metrics.set_node_state(ns, "c1", "a1", "agent", False, "v1.36.4-rc1+rke2r1", None)
     [(_, labels, _)] = series("rke2fleet_node_version_info", namespace=ns, node="a1")
     assert (labels["installed"], labels["running"]) == ("v1.36.4-rc1+rke2r1", "")
+
+
+def test_free_text_drift_kinds_are_counted_as_other(unique_ns: NS) -> None:
+    ns = unique_ns()
+    metrics.record_drift(ns, "c", "n", "config file changed on host 10.0.0.7!")
+    metrics.record_drift(ns, "c", "n", "service")
+    kinds = {s[1]["kind"]: s[2] for s in series("rke2fleet_drift_detected_total", namespace=ns)}
+    assert kinds == {"other": 1.0, "service": 1.0}
 
 
 def test_forget_node_removes_only_that_nodes_series(unique_ns: NS) -> None:

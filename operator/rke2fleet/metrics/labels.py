@@ -5,7 +5,8 @@ labels (kind, result, phase, role, state) are checked against the sets below and
 wrong value is a programming error (`ValueError`). Object names must be Kubernetes
 names. Version labels must look like RKE2 versions (`v1.36.3+rke2r1`,
 `v1.36.4-rc1+rke2r1`); anything else is exported as `invalid` and `None` as the
-empty string, so a host printing garbage cannot create unbounded series.
+empty string, so a host printing garbage cannot create unbounded series. Drift kinds
+must be snake_case identifiers (at most 32 characters); others are counted as `other`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ ROLES: Final = frozenset(get_args(Role))
 NODE_STATES: Final = frozenset(get_args(NodeState))
 
 INVALID_VERSION: Final = "invalid"
+OTHER_DRIFT: Final = "other"
 
 # DNS-1123 subdomain (object names) -- also covers the stricter label form of namespaces.
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -50,11 +52,10 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
-def check_drift_kind(value: str) -> str:
-    """Drift kinds are short snake_case identifiers chosen by the reconcile core (e.g. `config`)."""
-    if not _DRIFT_KIND.match(value):
-        raise ValueError("drift kind must be a snake_case identifier of at most 32 characters")
-    return value
+def drift_kind_label(value: str) -> str:
+    """Drift kinds are short snake_case identifiers chosen by the reconcile core (e.g. `config`);
+    anything else is exported as `other` rather than failing the reconcile that found the drift."""
+    return value if _DRIFT_KIND.match(value) else OTHER_DRIFT
 
 
 def version_label(value: str | None) -> str:

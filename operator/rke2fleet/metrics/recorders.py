@@ -100,7 +100,7 @@ def set_node_reachable(namespace: str, cluster: str, node: str, reachable: bool)
 def record_drift(namespace: str, cluster: str, node: str, kind: str) -> None:
     """Count one detected drift; `kind` is a snake_case identifier such as `config` or `service`."""
     _check_node(namespace, cluster, node)
-    DRIFT_DETECTED_TOTAL.labels(namespace, cluster, node, lb.check_drift_kind(kind)).inc()
+    DRIFT_DETECTED_TOTAL.labels(namespace, cluster, node, lb.drift_kind_label(kind)).inc()
 
 
 def mark_reconciled(kind: lb.Kind, namespace: str, name: str, *, now: float | None = None) -> None:
