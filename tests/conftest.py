@@ -1,0 +1,8 @@
+"""Make `tests.*` helper modules importable (the e2e harness is shared by several suites)."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
