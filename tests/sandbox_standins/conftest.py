@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from rke2fleet.sandbox import hostfaults
 from rke2fleet.sandbox.datastore import Datastore
 from rke2fleet.sandbox.installer import InstallerHandle, start_installer
 

@@ -91,7 +91,8 @@ ExecCondition=/bin/sh -xc '! /usr/bin/systemctl is-active --quiet rke2-{other}.s
 ExecStartPre=-/sbin/modprobe br_netfilter
 ExecStartPre=-/sbin/modprobe overlay
 ExecStart={prefix}/bin/rke2 {role}
-ExecStopPost=-/bin/sh -c "systemd-cgls /system.slice/%n | grep -Eo '[0-9]+ (containerd|kubelet)' | awk '{{print $1}}' | xargs -r kill"
+ExecStopPost=-/bin/sh -c "systemd-cgls /system.slice/%n | grep -Eo '[0-9]+ (containerd|kubelet)' \\
+    | awk '{{print $1}}' | xargs -r kill"
 """
 
 KILLALL = """#!/bin/sh
@@ -126,7 +127,9 @@ rm -f "$PREFIX/bin/rke2-uninstall.sh"
 CIS_SYSCTL = "vm.panic_on_oom=0\nvm.overcommit_memory=1\nkernel.panic=10\nkernel.panic_on_oops=1\n"
 
 
-def tarball_files(version: str, python: str, standins_dir: str, prefix: str = "/usr/local") -> dict[str, tuple[str, int]]:
+def tarball_files(
+    version: str, python: str, standins_dir: str, prefix: str = "/usr/local"
+) -> dict[str, tuple[str, int]]:
     rke2_shim = f'#!/bin/sh\nexec {python} -s {standins_dir}/rke2.py --standin-version {version} "$@"\n'
     files = {
         "bin/rke2": (rke2_shim, 0o755),

@@ -120,7 +120,8 @@ def get_nodes(store: fleetstore.Datastore, cluster: str, names: list[str], outpu
         nodes = [n for n in nodes if n["name"] in names]
     objects = [node_object(n) for n in nodes]
     if output == "json":
-        doc: dict[str, Any] = {"apiVersion": "v1", "kind": "List", "items": objects, "metadata": {"resourceVersion": ""}}
+        doc: dict[str, Any] = {"apiVersion": "v1", "kind": "List", "items": objects,
+                               "metadata": {"resourceVersion": ""}}
         print(json.dumps(objects[0] if len(names) == 1 else doc, indent=4))
         return 0
     if output == "name":

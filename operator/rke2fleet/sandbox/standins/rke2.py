@@ -22,7 +22,7 @@ DEFAULT_VERSION = "v1.35.7+rke2r1"
 GO_VERSION = "go version go1.26.5 X:boringcrypto"
 CONFIG_FILE = "/etc/rancher/rke2/config.yaml"
 KUBECONFIG_FILE = "/etc/rancher/rke2/rke2.yaml"
-NODE_PASSWORD_FILE = "/etc/rancher/node/password"
+NODE_PASSWORD_FILE = "/etc/rancher/node/password"  # noqa: S105 - a path, not a password
 SUPERVISOR_PORT = 9345
 API_PORT = 6443
 
@@ -370,7 +370,7 @@ def serve(ctx: NodeContext) -> None:
         try:
             httpd = ThreadingHTTPServer((ctx.address, port), Supervisor)
         except OSError as exc:
-            fatal(f"starting kubernetes: listen tcp {ctx.address}:{port}: bind: {exc.strerror.lower()}")
+            fatal(f"starting kubernetes: listen tcp {ctx.address}:{port}: bind: {(exc.strerror or str(exc)).lower()}")
         httpd.daemon_threads = True
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
 
@@ -405,8 +405,8 @@ def join(ctx: NodeContext, server_url: str, token: str) -> None:
         "node": ctx.node_record(),
         "nodePasswordHash": ctx.node_password_hash(),
     }).encode()
-    request = urllib.request.Request(f"{base}/v1-rke2/join", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(  # noqa: S310 - sandbox URL
+        f"{base}/v1-rke2/join", data=body, method="POST", headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - sandbox URL
             ctx.cluster = json.loads(resp.read())["cluster"]

@@ -169,8 +169,10 @@ def _record_exit(udir: Path, code: int) -> None:
         node = json.loads((udir / "node.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return
-    sys.path.insert(0, str(common.STANDINS_DIR))
-    import fleetstore
+    if TYPE_CHECKING:
+        from rke2fleet.sandbox.standins import fleetstore
+    else:
+        import fleetstore
 
     fleetstore.Datastore(node["datastoreDir"]).record(
         node["cluster"], node["node"], "down", version=node["version"], role=node["role"], exitCode=code)
