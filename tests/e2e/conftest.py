@@ -71,8 +71,11 @@ class E2E:
 
     def texts(self) -> dict[str, str]:
         assert self.kube
-        texts = {"operator log": (self.tmp / "operator.log").read_text(errors="replace")
-                 if (self.tmp / "operator.log").exists() else ""}
+        texts = {
+            "operator log": (self.tmp / "operator.log").read_text(errors="replace")
+            if (self.tmp / "operator.log").exists()
+            else ""
+        }
         texts["events"] = "\n".join(f"{e.reason} {e.message}" for e in self.kube.events())
         for plural in ("rke2clusters", "rke2nodes"):
             items = self.kube.custom.list_namespaced_custom_object("rke2fleet.io", "v1alpha1", NS, plural)["items"]

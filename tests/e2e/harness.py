@@ -41,17 +41,32 @@ class Operator:
         self.log_path = log_path
         self.metrics_port = free_port()
         self.env = {
-            **os.environ, "KUBECONFIG": str(kubeconfig), "RKE2FLEET_NODE_TICK": "2",
-            "RKE2FLEET_CLUSTER_TICK": "1", **env,
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "RKE2FLEET_NODE_TICK": "2",
+            "RKE2FLEET_CLUSTER_TICK": "1",
+            **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rke2fleet", "run", "-A", "--metrics-port", str(self.metrics_port),
-             "--health-port", "0"],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "rke2fleet",
+                "run",
+                "-A",
+                "--metrics-port",
+                str(self.metrics_port),
+                "--health-port",
+                "0",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
         )
         log.close()
         return self

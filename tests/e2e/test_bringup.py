@@ -52,8 +52,10 @@ def test_single_server_generated_token_and_kubeconfig(e2e: E2E) -> None:
     assert kc["current-context"] == "one"
     assert kc["clusters"][0]["cluster"]["certificate-authority-data"]
     raw = yaml.safe_load(sh(sb, sb.hosts[0], "cat /etc/rancher/rke2/rke2.yaml"))
-    assert (kc["clusters"][0]["cluster"]["certificate-authority-data"]
-            == raw["clusters"][0]["cluster"]["certificate-authority-data"])
+    assert (
+        kc["clusters"][0]["cluster"]["certificate-authority-data"]
+        == raw["clusters"][0]["cluster"]["certificate-authority-data"]
+    )
     node = kube.get("rke2nodes", sb.hosts[0].name)
     assert node and node["status"]["runningVersion"] == "v1.35.7+rke2r1"
 
@@ -110,6 +112,5 @@ def test_ha_join_order_and_quiet_second_pass(e2e: E2E) -> None:
     writes = api_writes(audit(sb.kubeconfig_path))  # type: ignore[arg-type]
     assert writes == [], writes
     assert 5 <= cmds <= 5 * 2 + 1, cmds  # one per node per pass (at most two passes in the window)
-    assert all(sh(sb, h, "stat -c %i:%Y /etc/rancher/rke2/config.yaml") == inode_before[h.name]
-               for h in sb.hosts)
+    assert all(sh(sb, h, "stat -c %i:%Y /etc/rancher/rke2/config.yaml") == inode_before[h.name] for h in sb.hosts)
     assert len([e for e in datastore_events(sb) if e["event"] == "start"]) == restarts_before

@@ -10,10 +10,11 @@ from typing import Any
 
 import kopf
 
-from rke2fleet import GROUP, VERSION
+from rke2fleet import GROUP, VERSION, metrics
 from rke2fleet.api import RKE2ClusterSpec, SpecError, parse_cluster_spec, parse_duration, parse_node_spec
 from rke2fleet.handlers import indexes
 from rke2fleet.handlers.access import Waiting, build_target
+from rke2fleet.handlers.observe import observed
 from rke2fleet.handlers.state import FleetState
 from rke2fleet.handlers.status import status_patch
 from rke2fleet.hostaccess import HostAccessError
@@ -25,6 +26,7 @@ from rke2fleet.reconcile.tokens import generate_token
 
 CLUSTER_TICK = float(os.environ.get("RKE2FLEET_CLUSTER_TICK", "5"))
 SOURCE_ANNOTATION = f"{GROUP}/source-sha256"
+PHASES = ("Pending", "Provisioning", "Ready", "Degraded", "Failed", "Paused")
 
 
 def _counts(entries: list[Any], role: str) -> tuple[int, int]:
@@ -33,7 +35,11 @@ def _counts(entries: list[Any], role: str) -> tuple[int, int]:
 
 
 async def ensure_token(
-    fleet: FleetState, namespace: str, name: str, uid: str, cluster: RKE2ClusterSpec,
+    fleet: FleetState,
+    namespace: str,
+    name: str,
+    uid: str,
+    cluster: RKE2ClusterSpec,
     init_entry: Any | None,
 ) -> tuple[str, bool]:
     """The token Secret's name, and whether this pass created it (generated or adopted)."""
@@ -41,7 +47,9 @@ async def ensure_token(
         ref = cluster.token_secret_ref
         data = await fleet.kube.read_secret(namespace, ref.name)
         if not data or not data.get(ref.key):
-            raise Waiting("TokenSecretMissing", f"Secret {ref.name} (key {ref.key}) named by spec.tokenSecretRef not found", 10)
+            raise Waiting(
+                "TokenSecretMissing", f"Secret {ref.name} (key {ref.key}) named by spec.tokenSecretRef not found", 10
+            )
         return ref.name, False
     secret = f"{name}-token"
     if await fleet.kube.read_secret(namespace, secret):
@@ -54,19 +62,30 @@ async def ensure_token(
         try:
             raw = await fleet.pool.read_file(target, TOKEN_PATH)
         except HostAccessError as exc:
-            raise Waiting("CheckingInitServer", f"cannot check the init server for an existing token: {exc}", 10) from None
+            raise Waiting(
+                "CheckingInitServer", f"cannot check the init server for an existing token: {exc}", 10
+            ) from None
         if raw and raw.strip():
             token = raw.decode().strip()
     created = await fleet.kube.apply_secret(
-        namespace, secret, {"token": (token or generate_token()).encode()},
-        owner={"name": name, "uid": uid}, component="join-token", create_only=True,
+        namespace,
+        secret,
+        {"token": (token or generate_token()).encode()},
+        owner={"name": name, "uid": uid},
+        component="join-token",
+        create_only=True,
     )
     return secret, created and token is not None
 
 
 async def publish_kubeconfig(
-    fleet: FleetState, namespace: str, name: str, uid: str, cluster: RKE2ClusterSpec,
-    server_entry: Any, address: str,
+    fleet: FleetState,
+    namespace: str,
+    name: str,
+    uid: str,
+    cluster: RKE2ClusterSpec,
+    server_entry: Any,
+    address: str,
 ) -> bool:
     """Read rke2.yaml from a Ready server and publish it rewritten; True when the Secret changed."""
     node = parse_node_spec(server_entry["spec"])
@@ -87,15 +106,29 @@ async def publish_kubeconfig(
     if meta and meta["annotations"].get(SOURCE_ANNOTATION) == digest:
         return False
     await fleet.kube.apply_secret(
-        namespace, secret, {"value": data}, owner={"name": name, "uid": uid},
-        annotations={SOURCE_ANNOTATION: digest}, component="kubeconfig",
+        namespace,
+        secret,
+        {"value": data},
+        owner={"name": name, "uid": uid},
+        annotations={SOURCE_ANNOTATION: digest},
+        component="kubeconfig",
     )
     return True
 
 
 async def reconcile_cluster(
-    *, name: str, namespace: str, spec: Any, status: Any, meta: Any, uid: str, body: Any, patch: Any,
-    memo: Any, nodes: Any, logger: logging.Logger,
+    *,
+    name: str,
+    namespace: str,
+    spec: Any,
+    status: Any,
+    meta: Any,
+    uid: str,
+    body: Any,
+    patch: Any,
+    memo: Any,
+    nodes: Any,
+    logger: logging.Logger,
 ) -> float | None:
     fleet: FleetState = memo.fleet
     generation = meta.get("generation")
@@ -105,31 +138,55 @@ async def reconcile_cluster(
         cluster = parse_cluster_spec(dict(spec))
     except SpecError as exc:
         msg = f"invalid spec: {exc}"
-        _patch(patch, status, generation, {"phase": "Failed"},
-               [Cond("Ready", False, "InvalidSpec", msg), Cond("Stalled", True, "InvalidSpec", msg)], body)
+        _patch(
+            patch,
+            status,
+            generation,
+            {"phase": "Failed"},
+            [Cond("Ready", False, "InvalidSpec", msg), Cond("Stalled", True, "InvalidSpec", msg)],
+            body,
+        )
         raise kopf.PermanentError(msg) from None
 
     entries = indexes.many(nodes, (namespace, name))
     servers = sorted((e for e in entries if e["spec"].get("role") == "server"), key=lambda e: e["name"])
     sr, sd = _counts(entries, "server")
     ar, ad = _counts(entries, "agent")
-    fields.update(readyServers=sr, desiredServers=sd, readyAgents=ar, desiredAgents=ad,
-                  servers=f"{sr}/{sd}", agents=f"{ar}/{ad}")
+    fields.update(
+        readyServers=sr, desiredServers=sd, readyAgents=ar, desiredAgents=ad, servers=f"{sr}/{sd}", agents=f"{ar}/{ad}"
+    )
     if len(servers) > 1 and not cluster.registration_address:
-        msg = (f"{len(servers)} servers need spec.registrationAddress (a load balancer, DNS name or VIP "
-               "in front of them); nothing is done until it is set")
-        _patch(patch, status, generation, {**fields, "phase": "Failed"},
-               [Cond("Ready", False, "RegistrationAddressRequired", msg),
-                Cond("Stalled", True, "RegistrationAddressRequired", msg)], body)
+        msg = (
+            f"{len(servers)} servers need spec.registrationAddress (a load balancer, DNS name or VIP "
+            "in front of them); nothing is done until it is set"
+        )
+        _patch(
+            patch,
+            status,
+            generation,
+            {**fields, "phase": "Failed"},
+            [
+                Cond("Ready", False, "RegistrationAddressRequired", msg),
+                Cond("Stalled", True, "RegistrationAddressRequired", msg),
+            ],
+            body,
+        )
         return None
     if cluster.paused:
-        _patch(patch, status, generation, {**fields, "phase": "Paused"},
-               [Cond("Ready", sr + ar == sd + ad and sd > 0, "Paused", "reconciliation paused by spec.paused")], body)
+        _patch(
+            patch,
+            status,
+            generation,
+            {**fields, "phase": "Paused"},
+            [Cond("Ready", sr + ar == sd + ad and sd > 0, "Paused", "reconciliation paused by spec.paused")],
+            body,
+        )
         return None
 
     recorded = status.get("initServer")
-    init = choose_init_server([(e["name"], str(e["spec"].get("address"))) for e in servers],
-                              cluster.registration_address, recorded)
+    init = choose_init_server(
+        [(e["name"], str(e["spec"].get("address"))) for e in servers], cluster.registration_address, recorded
+    )
     if init and not recorded:
         fields["initServer"] = init
     init_name = recorded or init
@@ -138,8 +195,9 @@ async def reconcile_cluster(
     try:
         token_secret, adopted = await ensure_token(fleet, namespace, name, uid, cluster, init_entry)
         fields["tokenSecretName"] = token_secret
-        conds.append(Cond("TokenReady", True, "Adopted" if adopted else "Available",
-                          f"join token in Secret {token_secret}"))
+        conds.append(
+            Cond("TokenReady", True, "Adopted" if adopted else "Available", f"join token in Secret {token_secret}")
+        )
     except Waiting as w:
         conds.append(Cond("TokenReady", False, w.reason, str(w)))
         retry = w.delay
@@ -163,17 +221,30 @@ async def reconcile_cluster(
                 fleet.kubeconfig_checked[key] = time.monotonic()
             fields["kubeconfigSecretName"] = f"{name}-kubeconfig"
             kc_ready = True
-            conds.append(Cond("KubeconfigReady", True, "Published",
-                              f"Secret {name}-kubeconfig, server https://{address}:6443"))
+            conds.append(
+                Cond("KubeconfigReady", True, "Published", f"Secret {name}-kubeconfig, server https://{address}:6443")
+            )
         except Waiting as w:
             conds.append(Cond("KubeconfigReady", False, w.reason, str(w)))
             retry = min(retry or w.delay, w.delay)
     else:
-        conds.append(Cond("KubeconfigReady", bool(status.get("kubeconfigSecretName")), "WaitingForServer",
-                          "waiting for a Ready server"))
+        conds.append(
+            Cond(
+                "KubeconfigReady",
+                bool(status.get("kubeconfigSecretName")),
+                "WaitingForServer",
+                "waiting for a Ready server",
+            )
+        )
 
-    conds.append(Cond("ServersReady", sr == sd and sd > 0, "AllReady" if sr == sd and sd else "NotReady",
-                      f"{sr}/{sd} servers Ready"))
+    conds.append(
+        Cond(
+            "ServersReady",
+            sr == sd and sd > 0,
+            "AllReady" if sr == sd and sd else "NotReady",
+            f"{sr}/{sd} servers Ready",
+        )
+    )
     conds.append(Cond("AgentsReady", ar == ad, "AllReady" if ar == ad else "NotReady", f"{ar}/{ad} agents Ready"))
     all_ready = sd > 0 and sr == sd and ar == ad and kc_ready
     failed = [e["name"] for e in entries if e["status"].get("phase") in ("Failed", "Unreachable")]
@@ -191,13 +262,30 @@ async def reconcile_cluster(
             msg += f"; failing: {', '.join(failed)}"
     fields["phase"] = phase
     conds.append(Cond("Ready", all_ready, reason, msg))
+
     _patch(patch, status, generation, fields, conds, body)
     if not all_ready:
         retry = min(retry or CLUSTER_TICK, CLUSTER_TICK)
     return retry
 
 
+def _export(body: Any, fields: dict[str, Any]) -> None:
+    phase = fields.get("phase")
+    if phase not in PHASES:
+        return
+    sr, sd = fields.get("readyServers", 0), fields.get("desiredServers", 0)
+    ar, ad = fields.get("readyAgents", 0), fields.get("desiredAgents", 0)
+    counts: dict[tuple[Any, Any], int] = {
+        ("server", "ready"): sr,
+        ("server", "not_ready"): sd - sr,
+        ("agent", "ready"): ar,
+        ("agent", "not_ready"): ad - ar,
+    }
+    metrics.set_cluster_state(body["metadata"]["namespace"], body["metadata"]["name"], phase, counts, upgrading=False)
+
+
 def _patch(patch: Any, status: Any, generation: Any, fields: dict[str, Any], conds: list[Cond], body: Any) -> None:
+    _export(body, fields)
     out = status_patch(status, generation, fields, conds)
     for k, v in out.items():
         patch.status[k] = v
@@ -205,8 +293,12 @@ def _patch(patch: Any, status: Any, generation: Any, fields: dict[str, Any], con
     if "phase" in out and out["phase"] != old_phase:
         ready = next((c for c in conds if c.type == "Ready"), None)
         kind = "Warning" if out["phase"] in ("Failed", "Degraded") else "Normal"
-        kopf.event(body, type=kind, reason=ready.reason if ready else out["phase"],
-                   message=f"phase {old_phase or 'none'} → {out['phase']}: {ready.message if ready else ''}")
+        kopf.event(
+            body,
+            type=kind,
+            reason=ready.reason if ready else out["phase"],
+            message=f"phase {old_phase or 'none'} → {out['phase']}: {ready.message if ready else ''}",
+        )
 
 
 @kopf.on.resume(GROUP, VERSION, "rke2clusters")
@@ -215,8 +307,9 @@ def _patch(patch: Any, status: Any, generation: Any, fields: dict[str, Any], con
 async def cluster_changed(*, memo: Any, name: str, namespace: Any, **kw: Any) -> None:
     fleet: FleetState = memo.fleet
     fleet.wake_cluster((namespace, name))
-    async with fleet.cluster_locks[(namespace, name)]:
-        await reconcile_cluster(memo=memo, name=name, namespace=namespace, **_pick(kw))
+    with observed("RKE2Cluster", namespace, name):
+        async with fleet.cluster_locks[(namespace, name)]:
+            await reconcile_cluster(memo=memo, name=name, namespace=namespace, **_pick(kw))
 
 
 @kopf.timer(GROUP, VERSION, "rke2clusters", interval=CLUSTER_TICK, initial_delay=CLUSTER_TICK)
@@ -227,7 +320,8 @@ async def cluster_tick(*, memo: Any, name: str, namespace: Any, **kw: Any) -> No
         return
     async with lock:
         try:
-            await reconcile_cluster(memo=memo, name=name, namespace=namespace, **_pick(kw))
+            with observed("RKE2Cluster", namespace, name):
+                await reconcile_cluster(memo=memo, name=name, namespace=namespace, **_pick(kw))
         except kopf.PermanentError:
             pass  # already in status; the timer keeps looking for a fixed spec
 
@@ -239,6 +333,7 @@ async def cluster_deleted(*, name: str, namespace: Any, memo: Any, **kw: Any) ->
         raise kopf.TemporaryError(f"waiting for its RKE2Nodes to be deleted: {', '.join(sorted(remaining))}", delay=5)
     fleet: FleetState = memo.fleet
     fleet.kubeconfig_checked.pop((namespace, name), None)
+    metrics.forget_cluster(namespace, name)
 
 
 def _pick(kw: dict[str, Any]) -> dict[str, Any]:

@@ -16,8 +16,16 @@ from rke2fleet.reconcile import kubectl
 
 
 async def delete_node(
-    fleet: FleetState, *, name: str, namespace: str, spec: Any, status: Any, body: Any,
-    clusters: Any, nodes: Any, logger: logging.Logger,
+    fleet: FleetState,
+    *,
+    name: str,
+    namespace: str,
+    spec: Any,
+    status: Any,
+    body: Any,
+    clusters: Any,
+    nodes: Any,
+    logger: logging.Logger,
 ) -> None:
     try:
         node = parse_node_spec(dict(spec))
@@ -30,7 +38,9 @@ async def delete_node(
     cname = str(spec.get("cluster"))
     centry = indexes.one(clusters, (namespace, cname))
     if centry is None:
-        kopf.warn(body, reason="ClusterGone", message=f"RKE2Cluster {cname} is gone: no SSH credentials, host left as it is")
+        kopf.warn(
+            body, reason="ClusterGone", message=f"RKE2Cluster {cname} is gone: no SSH credentials, host left as it is"
+        )
         return
     try:
         cluster = parse_cluster_spec(centry["spec"])
@@ -45,8 +55,10 @@ async def delete_node(
     if node.role == "server" and not centry["deleting"]:
         total = len(servers) + 1
         if not kubectl.quorum_allows_removal(total, len(ready_servers)):
-            msg = (f"removing server {name} would break etcd quorum: {len(ready_servers)} of the other "
-                   f"{total - 1} servers are Ready; fix them first")
+            msg = (
+                f"removing server {name} would break etcd quorum: {len(ready_servers)} of the other "
+                f"{total - 1} servers are Ready; fix them first"
+            )
             kopf.warn(body, reason="QuorumProtected", message=msg)
             raise kopf.TemporaryError(msg, delay=30)
         if total == 1 and siblings:
@@ -55,15 +67,19 @@ async def delete_node(
             raise kopf.TemporaryError(msg, delay=30)
     try:
         target = await build_target(fleet, namespace, cluster, node, status)
-        helper = await build_target(fleet, namespace, cluster, parse_node_spec(ready_servers[0]["spec"]),
-                                    ready_servers[0]["status"]) if ready_servers else None
+        helper = (
+            await build_target(
+                fleet, namespace, cluster, parse_node_spec(ready_servers[0]["spec"]), ready_servers[0]["status"]
+            )
+            if ready_servers
+            else None
+        )
     except Waiting as w:
         raise kopf.TemporaryError(str(w), delay=w.delay) from None
     try:
         if helper is not None:
             timeout = parse_duration(cluster.upgrade.drain_timeout)
-            res = await fleet.pool.run(helper, kubectl.drain(node_name, timeout), check=False,
-                                       timeout=timeout + 30)
+            res = await fleet.pool.run(helper, kubectl.drain(node_name, timeout), check=False, timeout=timeout + 30)
             if res.exit_status != 0:
                 kopf.warn(body, reason="DrainFailed", message=f"drain of {node_name} failed; removing anyway")
         await fleet.pool.run(target, script=kubectl.UNINSTALL_SCRIPT)

@@ -49,14 +49,16 @@ def node_views(entries: Any, busy: set[str]) -> list[NodeView]:
     views = []
     for e in entries:
         st = e["status"]
-        views.append(NodeView(
-            name=e["name"],
-            role=str(e["spec"].get("role", "")),
-            address=str(e["spec"].get("address", "")),
-            ready=condition_true(st, "Ready"),
-            started=bool(st.get("installedVersion")) or st.get("phase") not in (None, "Pending"),
-            busy=e["name"] in busy,
-        ))
+        views.append(
+            NodeView(
+                name=e["name"],
+                role=str(e["spec"].get("role", "")),
+                address=str(e["spec"].get("address", "")),
+                ready=condition_true(st, "Ready"),
+                started=bool(st.get("installedVersion")) or st.get("phase") not in (None, "Pending"),
+                busy=e["name"] in busy,
+            )
+        )
     return views
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import kopf
 
-from rke2fleet import GROUP, VERSION
+from rke2fleet import GROUP, VERSION, metrics
 from rke2fleet.api import (
     SpecError,
     parse_cluster_spec,
@@ -18,6 +18,7 @@ from rke2fleet.api import (
 )
 from rke2fleet.handlers import deletion, indexes
 from rke2fleet.handlers.access import Waiting, build_target, read_token
+from rke2fleet.handlers.observe import observed
 from rke2fleet.handlers.state import FleetState
 from rke2fleet.handlers.status import node_status_patch, post_events
 from rke2fleet.reconcile.conditions import Cond
@@ -40,8 +41,19 @@ def _cluster_of(clusters: Any, namespace: str, spec: Any) -> tuple[str, Any]:
 
 
 async def reconcile_node(
-    *, name: str, namespace: str, spec: Any, status: Any, meta: Any, body: Any, patch: Any,
-    memo: Any, clusters: Any, nodes: Any, logger: logging.Logger, timer: bool,
+    *,
+    name: str,
+    namespace: str,
+    spec: Any,
+    status: Any,
+    meta: Any,
+    body: Any,
+    patch: Any,
+    memo: Any,
+    clusters: Any,
+    nodes: Any,
+    logger: logging.Logger,
+    timer: bool,
 ) -> float | None:
     """One pass; returns the delay after which to retry (None when settled)."""
     fleet: FleetState = memo.fleet
@@ -59,8 +71,13 @@ async def reconcile_node(
             raise Waiting("ClusterInvalid", f"RKE2Cluster {cname} has an invalid spec; see its status", 30) from None
         ckey = (namespace, cname)
         if cluster.paused:
-            node_status_patch(patch, status, generation, {"phase": "Paused"},
-                              [Cond("Ready", condition_ready(status), "Paused", f"cluster {cname} is paused")])
+            node_status_patch(
+                patch,
+                status,
+                generation,
+                {"phase": "Paused"},
+                [Cond("Ready", condition_ready(status), "Paused", f"cluster {cname} is paused")],
+            )
             return None
         cstatus = centry["status"]
         siblings = indexes.many(nodes, ckey)
@@ -76,8 +93,13 @@ async def reconcile_node(
         token = await read_token(fleet, namespace, cname, cluster)
         target = await build_target(fleet, namespace, cluster, node, status)
     except Waiting as w:
-        node_status_patch(patch, status, generation, {"phase": status.get("phase") or "Pending"},
-                          [Cond("Ready", False, w.reason, str(w))])
+        node_status_patch(
+            patch,
+            status,
+            generation,
+            {"phase": status.get("phase") or "Pending"},
+            [Cond("Ready", False, w.reason, str(w))],
+        )
         return w.delay
 
     secrets = token_values(token)
@@ -101,11 +123,22 @@ async def reconcile_node(
         fleet.spawn(fleet.kube.patch_status("rke2nodes", namespace, name, {"phase": phase, "plan": plan}))
 
     outcome: NodeOutcome = await node_pass(
-        fleet.pool, NodeInputs(
-            name=name, node=node, cluster=cluster, token=token, is_init=is_init, join_address=join,
-            version=version, running_version=status.get("runningVersion"), target=target, secrets=secrets,
+        fleet.pool,
+        NodeInputs(
+            name=name,
+            node=node,
+            cluster=cluster,
+            token=token,
+            is_init=is_init,
+            join_address=join,
+            version=version,
+            running_version=status.get("runningVersion"),
+            target=target,
+            secrets=secrets,
         ),
-        go_ahead=go_ahead, release=release, on_phase=on_phase,
+        go_ahead=go_ahead,
+        release=release,
+        on_phase=on_phase,
         repair=cluster.drift_policy == "Repair" or not timer,
     )
     accepted = fleet.pool.accepted_key(target)
@@ -114,9 +147,27 @@ async def reconcile_node(
     fleet.last_pass[(namespace, name)] = time.monotonic()
     node_status_patch(patch, status, generation, outcome.status, outcome.conditions)
     post_events(body, outcome.events)
+    _export(namespace, cname, name, node.role, status, outcome)
     if outcome.host_actions:
         logger.info("node %s: %s", name, "; ".join(outcome.status.get("plan") or []) or "converged")
     return outcome.retry_after
+
+
+def _export(namespace: str, cluster: str, name: str, role: str, old: Any, outcome: NodeOutcome) -> None:
+    def current(key: str) -> Any:
+        return outcome.status[key] if key in outcome.status else old.get(key)
+
+    unreachable = any(c.type == "Reachable" and c.status is False for c in outcome.conditions)
+    metrics.set_node_reachable(namespace, cluster, name, not unreachable)
+    metrics.set_node_state(
+        namespace,
+        cluster,
+        name,
+        "server" if role == "server" else "agent",
+        current("phase") == "Ready",
+        current("installedVersion"),
+        current("runningVersion"),
+    )
 
 
 def condition_ready(status: Any) -> bool:
@@ -125,8 +176,13 @@ def condition_ready(status: Any) -> bool:
 
 def _invalid(body: Any, patch: Any, status: Any, generation: Any, exc: SpecError, what: str) -> None:
     msg = f"invalid {what}: {exc}"
-    node_status_patch(patch, status, generation, {"phase": "Failed", "lastError": msg},
-                      [Cond("Ready", False, "InvalidSpec", msg), Cond("Stalled", True, "InvalidSpec", msg)])
+    node_status_patch(
+        patch,
+        status,
+        generation,
+        {"phase": "Failed", "lastError": msg},
+        [Cond("Ready", False, "InvalidSpec", msg), Cond("Stalled", True, "InvalidSpec", msg)],
+    )
     kopf.warn(body, reason="InvalidSpec", message=msg)
 
 
@@ -135,10 +191,11 @@ def _invalid(body: Any, patch: Any, status: Any, generation: Any, exc: SpecError
 @kopf.on.update(GROUP, VERSION, "rke2nodes", field="spec")
 async def node_changed(*, memo: Any, name: str, namespace: Any, **kw: Any) -> None:
     fleet: FleetState = memo.fleet
-    async with fleet.node_locks[(namespace, name)]:
-        delay = await reconcile_node(memo=memo, name=name, namespace=namespace, timer=False, **_pick(kw))
-    if delay is not None:
-        raise kopf.TemporaryError("not converged yet; see status", delay=delay)
+    with observed("RKE2Node", namespace, name):
+        async with fleet.node_locks[(namespace, name)]:
+            delay = await reconcile_node(memo=memo, name=name, namespace=namespace, timer=False, **_pick(kw))
+        if delay is not None:
+            raise kopf.TemporaryError("not converged yet; see status", delay=delay)
 
 
 @kopf.timer(GROUP, VERSION, "rke2nodes", interval=NODE_TICK, initial_delay=NODE_TICK)
@@ -161,19 +218,30 @@ async def node_tick(*, memo: Any, name: str, namespace: Any, spec: Any, **kw: An
     if not (due or woken):
         return
     fleet.wake_seen[key] = fleet.wake[ckey]
-    async with lock:
-        await reconcile_node(memo=memo, name=name, namespace=namespace, spec=spec, timer=not woken,
-                             **_pick(kw))
+    with observed("RKE2Node", namespace, name):
+        async with lock:
+            await reconcile_node(memo=memo, name=name, namespace=namespace, spec=spec, timer=not woken, **_pick(kw))
 
 
 @kopf.on.delete(GROUP, VERSION, "rke2nodes")
-async def node_deleted(*, memo: Any, name: str, namespace: Any, spec: Any, status: Any, body: Any,
-                       logger: Any, **kw: Any) -> None:
+async def node_deleted(
+    *, memo: Any, name: str, namespace: Any, spec: Any, status: Any, body: Any, logger: Any, **kw: Any
+) -> None:
     fleet: FleetState = memo.fleet
     async with fleet.node_locks[(namespace, name)]:
-        await deletion.delete_node(fleet, name=name, namespace=namespace, spec=spec, status=status,
-                                   body=body, clusters=kw["clusters"], nodes=kw["nodes"], logger=logger)
+        await deletion.delete_node(
+            fleet,
+            name=name,
+            namespace=namespace,
+            spec=spec,
+            status=status,
+            body=body,
+            clusters=kw["clusters"],
+            nodes=kw["nodes"],
+            logger=logger,
+        )
     fleet.last_pass.pop((namespace, name), None)
+    metrics.forget_node(namespace, str(spec.get("cluster")), name)
 
 
 def _pick(kw: dict[str, Any]) -> dict[str, Any]:

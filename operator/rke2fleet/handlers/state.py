@@ -23,9 +23,7 @@ NodeKey = tuple[str, str]  # (namespace, node object name)
 class FleetState:
     pool: SSHPool
     kube: KubeApi
-    cluster_locks: defaultdict[ClusterKey, asyncio.Lock] = field(
-        default_factory=lambda: defaultdict(asyncio.Lock)
-    )
+    cluster_locks: defaultdict[ClusterKey, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     node_locks: defaultdict[NodeKey, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     busy: defaultdict[ClusterKey, set[str]] = field(default_factory=lambda: defaultdict(set))
     # Nodes whose desired state changed (cluster spec update): the next timer tick reconciles them.

@@ -17,7 +17,10 @@ def kstatus_conditions(phase: str | None, ready: Cond | None) -> list[Cond]:
     """`Reconciling` and `Stalled` as kstatus and Flux read them (abnormal-true)."""
     msg = ready.message if ready else ""
     if phase in ("Failed",):
-        return [Cond("Reconciling", False, "Stalled", msg), Cond("Stalled", True, ready.reason if ready else "Failed", msg)]
+        return [
+            Cond("Reconciling", False, "Stalled", msg),
+            Cond("Stalled", True, ready.reason if ready else "Failed", msg),
+        ]
     if phase in PROGRESSING or phase in ("Unreachable", "Degraded"):
         return [Cond("Reconciling", True, phase or "Progressing", msg), Cond("Stalled", False, "Progressing", "")]
     return [Cond("Reconciling", False, phase or "Idle", ""), Cond("Stalled", False, phase or "Idle", "")]
@@ -45,7 +48,10 @@ def status_patch(
 
 
 def node_status_patch(
-    patch: Any, old: Mapping[str, Any], generation: int | None, fields: Mapping[str, Any],
+    patch: Any,
+    old: Mapping[str, Any],
+    generation: int | None,
+    fields: Mapping[str, Any],
     conditions: Iterable[Cond],
 ) -> None:
     for key, value in status_patch(old, generation, fields, conditions).items():

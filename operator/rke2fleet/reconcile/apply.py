@@ -38,19 +38,19 @@ def install_script(desired: DesiredNode) -> str:
     url = shlex.quote(desired.script_url)
     return (
         "set -e\n"
-        'tmp=$(mktemp)\ntrap \'rm -f "$tmp"\' EXIT\n'
-        f"if ! curl -sfL --connect-timeout 10 --max-time 120 -o \"$tmp\" {url}; then\n"
-        f"  echo \"downloading the install script from \"{url}\" failed\" >&2; exit 22\nfi\n"
+        "tmp=$(mktemp)\ntrap 'rm -f \"$tmp\"' EXIT\n"
+        f'if ! curl -sfL --connect-timeout 10 --max-time 120 -o "$tmp" {url}; then\n'
+        f'  echo "downloading the install script from "{url}" failed" >&2; exit 22\nfi\n'
         f'env {env} sh "$tmp"\n'
     )
 
 
-async def wait_ready(  # noqa: ASYNC109 -- our own readiness timeout, see reference §7
+async def wait_ready(
     pool: SSHPool,
     target: HostTarget,
     desired: DesiredNode,
     *,
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109 -- our own readiness deadline (reference §7), not a cancel scope
     secrets: list[str],
     interval: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
@@ -68,16 +68,12 @@ async def wait_ready(  # noqa: ASYNC109 -- our own readiness timeout, see refere
             raise StepFailed(Step.WAIT_READY, "ServiceFailed", f"{unit} failed to start: {tail}")
         if clock() > deadline:
             tail = await journal_tail(pool, target, unit, secrets)
-            raise StepFailed(
-                Step.WAIT_READY, "ReadinessTimeout", f"{unit} not active after {timeout:.0f}s: {tail}"
-            )
+            raise StepFailed(Step.WAIT_READY, "ReadinessTimeout", f"{unit} not active after {timeout:.0f}s: {tail}")
         await asyncio.sleep(interval)
 
 
 async def journal_tail(pool: SSHPool, target: HostTarget, unit: str, secrets: list[str]) -> str:
-    res = await pool.run(
-        target, ["journalctl", "-u", unit, "-n", str(JOURNAL_LINES), "--no-pager"], check=False
-    )
+    res = await pool.run(target, ["journalctl", "-u", unit, "-n", str(JOURNAL_LINES), "--no-pager"], check=False)
     lines = [ln for ln in res.stdout.splitlines() if ln.strip()][-5:]
     return redact(" | ".join(lines), secrets) or "(journal empty)"
 
@@ -102,9 +98,7 @@ async def apply_plan(
                 await pool.run(target, script=install_script(desired), secret_values=secrets)
             elif step is Step.WRITE_CONFIG:
                 await pool.run(target, ["mkdir", "-p", "-m", "0755", "/etc/rancher/rke2"])
-                result.wrote_config = await pool.write_file(
-                    target, CONFIG_PATH, desired.config, mode=0o600
-                )
+                result.wrote_config = await pool.write_file(target, CONFIG_PATH, desired.config, mode=0o600)
             elif step is Step.ENABLE:
                 await pool.run(target, ["systemctl", "enable", desired.unit])
             elif step is Step.START:

@@ -25,8 +25,12 @@ class Cond:
 
 
 def merge_conditions(
-    old: Iterable[Mapping[str, Any]] | None, new: Iterable[Cond], generation: int | None,
-    *, now: str | None = None, drop: Iterable[str] = (),
+    old: Iterable[Mapping[str, Any]] | None,
+    new: Iterable[Cond],
+    generation: int | None,
+    *,
+    now: str | None = None,
+    drop: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
     """Whole list (a merge patch replaces lists): new values over old ones, old types kept."""
     stamp = now or now_rfc3339()

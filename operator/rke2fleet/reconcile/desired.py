@@ -123,9 +123,7 @@ def desired_node(
 ) -> DesiredNode:
     """`version` overrides the spec's pin (a channel resolved once for the whole cluster)."""
     node_name = node.node_name or name
-    config = render_config(
-        cluster, node, node_name=node_name, token=token, is_init=is_init, join_address=join_address
-    )
+    config = render_config(cluster, node, node_name=node_name, token=token, is_init=is_init, join_address=join_address)
     env = install_environment(cluster, node.role)
     if version:
         env.pop("INSTALL_RKE2_CHANNEL", None)

@@ -11,8 +11,9 @@ def kubectl(*args: str) -> list[str]:
 
 
 def drain(node_name: str, timeout_s: float) -> list[str]:
-    return kubectl("drain", node_name, "--ignore-daemonsets", "--delete-emptydir-data", "--force",
-                   f"--timeout={int(timeout_s)}s")
+    return kubectl(
+        "drain", node_name, "--ignore-daemonsets", "--delete-emptydir-data", "--force", f"--timeout={int(timeout_s)}s"
+    )
 
 
 def delete_node(node_name: str) -> list[str]:

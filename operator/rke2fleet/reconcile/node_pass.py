@@ -115,14 +115,26 @@ def steady_conditions(desired: DesiredNode, facts: HostFacts, target: HostTarget
     return [
         Cond("Reachable", True, "Connected", f"{target.endpoint} answered"),
         Cond("HostKeyVerified", True, "KeyMatched", "host key verified"),
-        Cond("Installed", installed is not None and (desired.version in (None, installed)),
-             "Installed" if installed else "NotInstalled", f"rke2 {installed or 'not installed'}"),
-        Cond("Configured", facts.config_sha256 == desired.config_sha256,
-             "UpToDate" if facts.config_sha256 == desired.config_sha256 else "Differs",
-             "config.yaml matches the spec" if facts.config_sha256 == desired.config_sha256
-             else "config.yaml differs from the spec"),
-        Cond("ServiceActive", unit.is_active, "Active" if unit.is_active else unit.active.capitalize(),
-             f"{desired.unit} is {unit.active}"),
+        Cond(
+            "Installed",
+            installed is not None and (desired.version in (None, installed)),
+            "Installed" if installed else "NotInstalled",
+            f"rke2 {installed or 'not installed'}",
+        ),
+        Cond(
+            "Configured",
+            facts.config_sha256 == desired.config_sha256,
+            "UpToDate" if facts.config_sha256 == desired.config_sha256 else "Differs",
+            "config.yaml matches the spec"
+            if facts.config_sha256 == desired.config_sha256
+            else "config.yaml differs from the spec",
+        ),
+        Cond(
+            "ServiceActive",
+            unit.is_active,
+            "Active" if unit.is_active else unit.active.capitalize(),
+            f"{desired.unit} is {unit.active}",
+        ),
     ]
 
 
@@ -137,16 +149,24 @@ async def node_pass(
 ) -> NodeOutcome:
     """`go_ahead` claims the node's turn in the cluster's ordering (released by `release`)."""
     desired = desired_node(
-        inputs.cluster, inputs.node, name=inputs.name, token=inputs.token, is_init=inputs.is_init,
-        join_address=inputs.join_address, version=inputs.version,
+        inputs.cluster,
+        inputs.node,
+        name=inputs.name,
+        token=inputs.token,
+        is_init=inputs.is_init,
+        join_address=inputs.join_address,
+        version=inputs.version,
     )
     try:
         facts = await read_facts(pool, inputs.target)
     except HostAccessError as exc:
         return access_failure(exc, inputs.target)
     except FactsError as exc:
-        return NodeOutcome(status={"phase": "Failed", "lastError": str(exc)}, retry_after=15.0,
-                           conditions=[Cond("Reachable", True, "BadFacts", str(exc))])
+        return NodeOutcome(
+            status={"phase": "Failed", "lastError": str(exc)},
+            retry_after=15.0,
+            conditions=[Cond("Reachable", True, "BadFacts", str(exc))],
+        )
 
     plan = plan_node(desired, facts, running_version=inputs.running_version)
     out = NodeOutcome()
@@ -181,8 +201,13 @@ def out_phase(facts: HostFacts, desired: DesiredNode) -> str:
 
 
 async def _apply(
-    pool: SSHPool, inputs: NodeInputs, desired: DesiredNode, facts: HostFacts, plan: Plan,
-    out: NodeOutcome, on_phase: Callable[[str, list[str]], Any] | None,
+    pool: SSHPool,
+    inputs: NodeInputs,
+    desired: DesiredNode,
+    facts: HostFacts,
+    plan: Plan,
+    out: NodeOutcome,
+    on_phase: Callable[[str, list[str]], Any] | None,
 ) -> NodeOutcome:
     last_phase: list[str] = []
 
@@ -195,9 +220,13 @@ async def _apply(
     started = time.monotonic()
     try:
         result = await apply_plan(
-            pool, inputs.target, desired, plan,
+            pool,
+            inputs.target,
+            desired,
+            plan,
             readiness_timeout=parse_duration(inputs.cluster.readiness_timeout),
-            secrets=inputs.secrets, on_step=step_started,
+            secrets=inputs.secrets,
+            on_step=step_started,
         )
     except StepFailed as exc:
         out.status.update(phase="Failed", lastError=str(exc))
@@ -228,10 +257,13 @@ async def _apply(
     running = inputs.running_version
     if Step.START in result.done or Step.RESTART in result.done or running is None:
         running = after.installed_version
-    out.events.append(Event(
-        "Normal", "Reconciled",
-        f"{', '.join(s.value for s in result.done)} done in {time.monotonic() - started:.1f}s",
-    ))
+    out.events.append(
+        Event(
+            "Normal",
+            "Reconciled",
+            f"{', '.join(s.value for s in result.done)} done in {time.monotonic() - started:.1f}s",
+        )
+    )
     out.status["plan"] = []
     return _ready_outcome(out, desired, after, inputs, running=running)
 
@@ -247,8 +279,12 @@ def _ready_outcome(
     out.status["lastError"] = None
     out.conditions += steady_conditions(desired, facts, inputs.target)
     out.conditions.append(
-        Cond("Ready", active, "Ready" if active else "NotActive",
-             f"{desired.unit} active, rke2 {running}" if active else f"{desired.unit} is not active")
+        Cond(
+            "Ready",
+            active,
+            "Ready" if active else "NotActive",
+            f"{desired.unit} active, rke2 {running}" if active else f"{desired.unit} is not active",
+        )
     )
     if not active:
         out.retry_after = 3.0

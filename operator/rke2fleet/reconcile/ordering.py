@@ -49,9 +49,7 @@ class GoAhead:
     reason: str
 
 
-def may_disrupt(
-    me: NodeView, nodes: Sequence[NodeView], init_server: str | None, *, agent_batch: int
-) -> GoAhead:
+def may_disrupt(me: NodeView, nodes: Sequence[NodeView], init_server: str | None, *, agent_batch: int) -> GoAhead:
     others = [n for n in nodes if n.name != me.name]
     servers = server_order(nodes, init_server)
     if me.role == "server":
@@ -65,7 +63,7 @@ def may_disrupt(
         for earlier in servers[:mine]:
             if not earlier.ready:
                 return GoAhead(False, f"waiting for server {earlier.name} to be Ready")
-        for later in servers[mine + 1:]:
+        for later in servers[mine + 1 :]:
             if later.started and not later.ready:
                 return GoAhead(False, f"waiting for server {later.name} to be Ready")
         return GoAhead(True, "servers before it are Ready")

@@ -78,8 +78,9 @@ def plan_node(desired: DesiredNode, facts: HostFacts, *, running_version: str | 
     )
     if unit.active in ("active", "activating"):
         if reinstalled or config_changed or restart_pending:
-            reasons = [r for r, on in (("new version", reinstalled or restart_pending),
-                                       ("new config", config_changed)) if on]
+            reasons = [
+                r for r, on in (("new version", reinstalled or restart_pending), ("new config", config_changed)) if on
+            ]
             actions.append(Action(Step.RESTART, " and ".join(reasons)))
             actions.append(Action(Step.WAIT_READY, f"{desired.unit} restarting"))
         elif unit.active == "activating":
