@@ -64,10 +64,6 @@ tmp=
 """
 
 
-def _sudo(target: HostTarget, sudo: bool) -> str:
-    return "sudo -n " if sudo and not target.is_root else ""
-
-
 def _validate(path: str, mode: int, owner: str, group: str) -> None:
     if not path.startswith("/") or path.endswith("/"):
         raise ValueError(f"remote path must be an absolute file path: {path!r}")
@@ -80,7 +76,7 @@ def _validate(path: str, mode: int, owner: str, group: str) -> None:
 
 async def read_file(pool: SSHPool, target: HostTarget, path: str, *, sudo: bool = True) -> bytes | None:
     if not target.is_root and sudo:
-        command = "sudo -n sh -s -- " + shlex.quote(path)
+        command = "sh -s -- " + shlex.quote(path)
         label = f"read of {path}"
         result = await pool.exec_raw(target, command, input=_READ_SCRIPT.encode(), label=label)
         if result.exit_status == ABSENT_STATUS:
@@ -88,7 +84,7 @@ async def read_file(pool: SSHPool, target: HostTarget, path: str, *, sudo: bool 
         if result.exit_status != 0:
             raise CommandFailed(label, result.exit_status, result.stderr[-2000:])
         return result.stdout_bytes
-    async with await pool.sftp_session(target) as sftp:
+    async with pool.sftp_session(target) as sftp:
         try:
             async with sftp.open(path, "rb") as handle:
                 data = await handle.read()
@@ -113,7 +109,7 @@ async def write_file(
     args = shlex.join([path, owner, group])
     label = f"check of {path}"
     check = await pool.exec_raw(
-        target, _sudo(target, True) + "sh -s -- " + args, input=_CHECK_SCRIPT.encode(), label=label
+        target, "sh -s -- " + args, input=_CHECK_SCRIPT.encode(), label=label
     )
     fields = check.stdout.split()
     if check.exit_status != 0 or len(fields) != 6:
@@ -134,7 +130,7 @@ async def _write_as_root(
 ) -> None:
     directory, name = posixpath.split(path)
     tmp = posixpath.join(directory, f".{name}.rke2fleet-{secrets.token_hex(6)}")
-    async with await pool.sftp_session(target) as sftp:
+    async with pool.sftp_session(target) as sftp:
         try:
             # Created 0600 so the content is never readable by others, even for a moment.
             async with sftp.open(tmp, "xb", asyncssh.SFTPAttrs(permissions=0o600)) as handle:
@@ -156,7 +152,7 @@ async def _write_as_root(
 async def _write_with_sudo(
     pool: SSHPool, target: HostTarget, path: str, data: bytes, mode: int, owner: str, group: str
 ) -> None:
-    async with await pool.sftp_session(target) as sftp:
+    async with pool.sftp_session(target) as sftp:
         home = await sftp.realpath(".")
         upload = posixpath.join(str(home), f".rke2fleet-upload-{secrets.token_hex(8)}")
         try:
@@ -165,7 +161,7 @@ async def _write_with_sudo(
         except asyncssh.SFTPError as exc:
             raise CommandFailed(f"SFTP upload for {path}", 1, str(exc.reason)) from None
     label = f"install of {path}"
-    command = "sudo -n sh -s -- " + shlex.join([upload, path, f"{mode:o}", owner, group])
+    command = "sh -s -- " + shlex.join([upload, path, f"{mode:o}", owner, group])
     try:
         result = await pool.exec_raw(target, command, input=_INSTALL_SCRIPT.encode(), label=label)
     except HostAccessError:
@@ -178,7 +174,7 @@ async def _write_with_sudo(
 
 async def _remove_quietly(pool: SSHPool, target: HostTarget, path: str) -> None:
     try:
-        async with await pool.sftp_session(target) as sftp:
+        async with pool.sftp_session(target) as sftp:
             await sftp.remove(path)
     except (HostAccessError, asyncssh.Error, OSError):
         pass

@@ -8,11 +8,12 @@ failure, sshd restart) is replaced on next use. This is the only place the opera
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import asyncssh
 
@@ -33,6 +34,8 @@ OnCommand = Callable[[Outcome, float], None]
 
 DEFAULT_MAX_SESSIONS = 8  # below OpenSSH's default MaxSessions of 10
 TAIL_CHARS = 2000
+CHANNEL_OPEN_RETRIES = 6  # backoff 0.05 s, 0.10 s, ... about 1 s in all
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,9 @@ class SSHPool:
                 target.address, target.port, f"connect timed out after {target.connect_timeout:g}s"
             ) from None
         except OSError as exc:
-            raise HostUnreachable(target.address, target.port, exc.strerror or type(exc).__name__) from None
+            # asyncio's message for a refused connect is "Connect call failed"; the errno says why.
+            cause = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
+            raise HostUnreachable(target.address, target.port, cause) from None
         except asyncssh.Error as exc:
             raise HostUnreachable(target.address, target.port, f"{type(exc).__name__}: {exc}") from None
         return conn, verifier
@@ -200,11 +205,16 @@ class SSHPool:
         target: HostTarget,
         command: str,
         *,
+        sudo: bool = True,
         input: bytes | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - also kills the remote process on expiry
         label: str = "command",
     ) -> CommandResult:
-        """Run one shell command line (already quoted) and return its result whatever the status.
+        """Run one simple command line (already quoted) and return its result whatever the status.
+
+        The command runs under coreutils ``timeout`` (through ``sudo -n`` for a non-root user when
+        ``sudo``): sshd refuses signal requests on root sessions, so a client-side timeout alone
+        would leave the remote command running.
 
         Retries once on a fresh connection when a reused one turns out dead before the command
         started (sshd restarted, connection dropped), never after it started.
@@ -212,52 +222,83 @@ class SSHPool:
         started = time.monotonic()
         limit = target.command_timeout if timeout is None else timeout
         outcome: Outcome = "unreachable"
+        prefix = "sudo -n " if sudo and not target.is_root else ""
+        # The remote limit is a little longer, so the client's CommandTimeout always fires first.
+        command = f"{prefix}timeout -k 5 {limit + 1:g} {command}"
         try:
-            for attempt in range(2):
-                conn, host, fresh = await self._connection(target)
-                async with host.sessions:
-                    try:
-                        process = await conn.create_process(command, encoding=None)
-                    except (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, ConnectionError) as exc:
-                        self._drop(host, conn)
-                        if fresh or attempt:
-                            raise HostUnreachable(target.address, target.port, str(exc)) from None
-                        continue
-                    async with process:
-                        try:
-                            if input is not None:
-                                process.stdin.write(input)
-                            process.stdin.write_eof()
-                            completed = await process.wait(timeout=limit)
-                        except asyncssh.TimeoutError:
-                            outcome = "timeout"
-                            try:
-                                process.send_signal("KILL")
-                            except (asyncssh.Error, OSError):
-                                pass
-                            raise CommandTimeout(label, limit) from None
-                        except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError) as exc:
-                            self._drop(host, conn)
-                            raise HostUnreachable(
-                                target.address, target.port, f"connection lost during {label}: {exc}"
-                            ) from None
-                status = completed.exit_status if completed.exit_status is not None else 255
-                stdout = completed.stdout if isinstance(completed.stdout, bytes) else b""
-                stderr = completed.stderr if isinstance(completed.stderr, bytes) else b""
-                outcome = "ok" if status == 0 else "error"
-                return CommandResult(
-                    exit_status=status,
-                    stdout=stdout.decode("utf-8", "replace"),
-                    stderr=stderr.decode("utf-8", "replace"),
-                    duration=time.monotonic() - started,
-                    stdout_bytes=stdout,
+            host = self._host(target)
+            async with host.sessions:
+                process, conn = await self._open(
+                    target, host, lambda c: c.create_process(command, encoding=None)
                 )
-            raise AssertionError("unreachable")  # pragma: no cover
+                try:
+                    if input is not None:
+                        process.stdin.write(input)
+                    process.stdin.write_eof()
+                    completed = await process.wait(timeout=limit)
+                    # Hold the session slot until sshd has released its side of the channel.
+                    process.close()
+                    await process.wait_closed()
+                except asyncssh.TimeoutError:
+                    outcome = "timeout"
+                    process.close()  # not waiting: the remote `timeout` ends the command
+                    raise CommandTimeout(label, limit) from None
+                except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError) as exc:
+                    self._drop(host, conn)
+                    raise HostUnreachable(
+                        target.address, target.port, f"connection lost during {label}: {exc}"
+                    ) from None
+            status = completed.exit_status if completed.exit_status is not None else 255
+            stdout = completed.stdout if isinstance(completed.stdout, bytes) else b""
+            stderr = completed.stderr if isinstance(completed.stderr, bytes) else b""
+            outcome = "ok" if status == 0 else "error"
+            return CommandResult(
+                exit_status=status,
+                stdout=stdout.decode("utf-8", "replace"),
+                stderr=stderr.decode("utf-8", "replace"),
+                duration=time.monotonic() - started,
+                stdout_bytes=stdout,
+            )
         except (HostKeyRejected, AuthenticationFailed):
             outcome = "error"
             raise
         finally:
             self._report(outcome, started)
+
+    async def _open(
+        self,
+        target: HostTarget,
+        host: _Host,
+        opener: Callable[[asyncssh.SSHClientConnection], Awaitable[_T]],
+    ) -> tuple[_T, asyncssh.SSHClientConnection]:
+        """Open a channel with ``opener`` on the host's connection (caller holds a session slot).
+
+        A channel refused by a live connection (sshd still counting recently closed sessions
+        against MaxSessions) is retried with a short backoff. A reused connection found dead is
+        replaced once; nothing has run on the host yet at this point, so retrying is safe.
+        """
+        reconnected = False
+        refusals = 0
+        while True:
+            conn, _, fresh = await self._connection(target)
+            try:
+                return await opener(conn), conn
+            except asyncssh.ChannelOpenError as exc:
+                if not conn.is_closed():
+                    refusals += 1
+                    if refusals > CHANNEL_OPEN_RETRIES:
+                        raise HostUnreachable(
+                            target.address, target.port, f"host refused a new session: {exc.reason}"
+                        ) from None
+                    await asyncio.sleep(0.05 * refusals)
+                    continue
+                cause = str(exc.reason)
+            except (asyncssh.ConnectionLost, ConnectionError) as exc:
+                cause = str(exc) or type(exc).__name__
+            self._drop(host, conn)
+            if fresh or reconnected:
+                raise HostUnreachable(target.address, target.port, cause)
+            reconnected = True
 
     async def run(
         self,
@@ -280,19 +321,18 @@ class SSHPool:
             raise ValueError("give exactly one of argv and script")
         if script is not None and input is not None:
             raise ValueError("a script is sent on stdin: it cannot take input too")
-        prefix = "sudo -n " if sudo and not target.is_root else ""
         if argv is not None:
             if not argv:
                 raise ValueError("empty argv")
-            command = prefix + shlex.join(argv)
+            command = shlex.join(argv)
             label = f"command {redact(argv[0], secret_values)!r}"
             stdin = input
         else:
             assert script is not None
-            command = prefix + "sh -s"
+            command = "sh -s"
             label = "remote script"
             stdin = script.encode()
-        result = await self.exec_raw(target, command, input=stdin, timeout=timeout, label=label)
+        result = await self.exec_raw(target, command, sudo=sudo, input=stdin, timeout=timeout, label=label)
         if check and result.exit_status != 0:
             raise CommandFailed(
                 label,
@@ -321,29 +361,32 @@ class SSHPool:
         """Write atomically when content, mode or owner differ; return whether it wrote."""
         return await files.write_file(self, target, path, data, mode=mode, owner=owner, group=group)
 
-    async def sftp_session(self, target: HostTarget) -> _SFTPSession:
-        """An SFTP client on the host's shared connection, counted as one session."""
-        conn, host, _ = await self._connection(target)
-        return _SFTPSession(conn, host, target)
+    def sftp_session(self, target: HostTarget) -> _SFTPSession:
+        """``async with pool.sftp_session(t) as sftp``: SFTP on the shared connection, one session slot."""
+        return _SFTPSession(self, target)
 
 
 class _SFTPSession:
-    """``async with pool.sftp_session(t) as sftp`` - holds one session slot while open."""
-
-    def __init__(self, conn: asyncssh.SSHClientConnection, host: _Host, target: HostTarget) -> None:
-        self._conn = conn
-        self._host = host
+    def __init__(self, pool: SSHPool, target: HostTarget) -> None:
+        self._pool = pool
         self._target = target
+        self._host = pool._host(target)
         self._client: asyncssh.SFTPClient | None = None
 
     async def __aenter__(self) -> asyncssh.SFTPClient:
         await self._host.sessions.acquire()
         try:
-            self._client = await self._conn.start_sftp_client()
-        except (asyncssh.Error, OSError) as exc:
+            client, _ = await self._pool._open(self._target, self._host, lambda c: c.start_sftp_client())
+        except asyncssh.SFTPError as exc:
             self._host.sessions.release()
-            raise HostUnreachable(self._target.address, self._target.port, f"SFTP: {exc}") from None
-        return self._client
+            raise HostUnreachable(
+                self._target.address, self._target.port, f"SFTP unavailable: {exc.reason}"
+            ) from None
+        except BaseException:
+            self._host.sessions.release()
+            raise
+        self._client = client
+        return client
 
     async def __aexit__(self, *exc: object) -> None:
         try:
