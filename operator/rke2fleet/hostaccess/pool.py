@@ -22,6 +22,7 @@ from .errors import (
     AuthenticationFailed,
     CommandFailed,
     CommandTimeout,
+    HostAccessError,
     HostKeyRejected,
     HostUnreachable,
 )
@@ -150,11 +151,12 @@ class SSHPool:
             conn = await asyncssh.connect(target.address, **self._connect_options(target, verifier))
         except asyncssh.HostKeyNotVerifiable:
             raise verifier.rejection() from None
-        except asyncssh.KeyExchangeFailed as exc:
-            if verifier.trusted:
-                # No host key of a pinned type: look at what the host does offer, then refuse it.
-                raise await self._probe_rejection(target) from None
-            raise HostUnreachable(target.address, target.port, f"key exchange failed: {exc}") from None
+        except (asyncssh.KeyExchangeFailed, asyncssh.ConnectionLost) as exc:
+            cause = f"{type(exc).__name__}: {exc}"
+            if verifier.trusted and verifier.seen is None:
+                # Perhaps no host key of a pinned type (sshd just hangs up): see what it offers.
+                raise await self._probe_rejection(target, cause) from None
+            raise HostUnreachable(target.address, target.port, cause) from None
         except asyncssh.PermissionDenied:
             raise AuthenticationFailed(
                 target.address, target.port, target.user, target.client_key_fingerprint
@@ -171,13 +173,15 @@ class SSHPool:
             raise HostUnreachable(target.address, target.port, f"{type(exc).__name__}: {exc}") from None
         return conn, verifier
 
-    async def _probe_rejection(self, target: HostTarget) -> HostKeyRejected:
+    async def _probe_rejection(self, target: HostTarget, cause: str) -> HostAccessError:
         probe = HostKeyVerifier(target, probing=True)
         try:
             conn = await asyncssh.connect(target.address, **self._connect_options(target, probe))
             conn.close()  # not reached in practice: a probe accepts no key
         except (asyncssh.Error, OSError, TimeoutError):
             pass
+        if probe.seen is None:  # the host offered no key at all: it is the connection that failed
+            return HostUnreachable(target.address, target.port, cause)
         return probe.rejection()
 
     def _drop(self, host: _Host, conn: asyncssh.SSHClientConnection) -> None:
