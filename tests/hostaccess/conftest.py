@@ -138,6 +138,9 @@ def sudo_user() -> str:
         pwd.getpwnam(SUDO_USER)
     except KeyError:
         subprocess.run(["useradd", "-m", "-s", "/bin/bash", SUDO_USER], check=True)
+    # useradd locks the account ("!"), and sshd without PAM refuses locked accounts even for
+    # public keys: "*" means no password login possible, but not locked.
+    subprocess.run(["usermod", "-p", "*", SUDO_USER], check=True)
     sudoers = Path(f"/etc/sudoers.d/{SUDO_USER}")
     if not sudoers.exists():
         sudoers.write_text(f"{SUDO_USER} ALL=(ALL) NOPASSWD: ALL\n")
