@@ -12,6 +12,7 @@ import pytest
 
 from rke2fleet.sandbox import Sandbox
 from rke2fleet.sandbox.hosts import pids_in_namespaces
+from rke2fleet.sandbox.state import process_start_time
 
 
 def _can_run_hosts() -> str | None:
@@ -34,10 +35,33 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
 
 
-def assert_gone(namespaces: list[str], state_dir: Path) -> None:
-    """Nothing of the sandbox is left: no process in its namespaces, no state directory."""
-    left = pids_in_namespaces(namespaces)
-    assert not any(left.values()), f"processes left behind: {left}"
+class Snapshot:
+    """Every process of a sandbox's hosts just before `down()`, with their namespaces.
+
+    Namespace inodes are recycled (other sandboxes may run on this machine at the same time),
+    so "nothing left in namespace N" means: no process in N that started before `down()`.
+    """
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.namespaces = [h.mnt_ns for h in sandbox.hosts]
+        self.processes = {
+            pid: process_start_time(pid) for h in sandbox.hosts for pid in sandbox.host_pids(h)
+        }
+        self.ticks = _ticks_now()
+
+
+def _ticks_now() -> int:
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return int(uptime * os.sysconf("SC_CLK_TCK"))
+
+
+def assert_gone(before: Snapshot, state_dir: Path) -> None:
+    """Nothing of the sandbox is left: no process of its hosts, no state directory."""
+    survivors = [pid for pid, start in before.processes.items() if process_start_time(pid) == start]
+    assert not survivors, f"processes left behind: {survivors}"
+    now_in = pids_in_namespaces(before.namespaces)
+    old = [pid for pids in now_in.values() for pid in pids if (process_start_time(pid) or 0) <= before.ticks]
+    assert not old, f"processes left in the hosts' namespaces: {old}"
     assert not state_dir.exists(), f"{state_dir} still exists"
 
 
@@ -62,9 +86,9 @@ def make_sandbox(tmp_path: Path) -> Iterator[MakeSandbox]:
 
     yield make
     for sandbox in made:
-        namespaces = [h.mnt_ns for h in sandbox.hosts]
+        before = Snapshot(sandbox)
         assert sandbox.down() == []
-        assert_gone(namespaces, sandbox.state_dir)
+        assert_gone(before, sandbox.state_dir)
 
 
 @pytest.fixture

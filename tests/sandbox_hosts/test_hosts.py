@@ -90,6 +90,16 @@ def test_sudo_host_logs_in_as_fleet_and_needs_sudo(sandbox: Sandbox, known_hosts
     assert as_root.returncode == 255
 
 
+def test_sudo_user_can_run_the_shims_interpreter(sandbox: Sandbox, known_hosts: Path) -> None:
+    """A non-root `systemctl is-active` runs the sandbox's Python, which may live under /root."""
+    (host,) = [h for h in sandbox.hosts if h.sudo]
+    python = json.loads(sandbox.run_on_host(host, "cat /run/rke2fleet/host.json").stdout)["python"]
+    result = ssh(sandbox, host.name, f"{python} -s -c 'import rke2fleet; print(42)'", known_hosts=known_hosts)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "42"
+    assert ssh(sandbox, host.name, "wc -c < ~/.bashrc", known_hosts=known_hosts).stdout.strip() == "0"
+
+
 def test_root_hosts_refuse_the_sudo_user(sandbox: Sandbox, known_hosts: Path) -> None:
     result = ssh(sandbox, sandbox.servers[0].name, "true", known_hosts=known_hosts, user="fleet")
     assert result.returncode == 255

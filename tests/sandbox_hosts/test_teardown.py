@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rke2fleet.sandbox import Sandbox, SandboxError
 from rke2fleet.sandbox.hosts import pids_in_namespaces
+from rke2fleet.sandbox.state import ProcessRecord
 
-from .conftest import MakeSandbox, assert_gone, no_sandbox_mounts_here
+from .conftest import MakeSandbox, Snapshot, assert_gone, no_sandbox_mounts_here
 
 pytestmark = pytest.mark.sandbox
 
@@ -27,12 +28,12 @@ def test_down_ends_every_process_of_every_host(tmp_path: Path) -> None:
     sandbox.run_on_host(host, "setsid sleep 600 </dev/null >/dev/null 2>&1 &")
     sandbox.run_on_host(sandbox.agents[0], "setsid sleep 600 </dev/null >/dev/null 2>&1 &")
     sandbox.freeze(sandbox.agents[0])
-    before = pids_in_namespaces(namespaces)
-    assert len(before[host.mnt_ns]) >= 3  # holder, sshd, the detached sleep
+    assert len(pids_in_namespaces(namespaces)[host.mnt_ns]) >= 3  # holder, sshd, the detached sleep
     services = list(sandbox.record.services.values())
     assert services, "the load balancer runs"
+    before = Snapshot(sandbox)
     assert sandbox.down() == []
-    assert_gone(namespaces, sandbox.state_dir)
+    assert_gone(before, sandbox.state_dir)
     assert not any(rec.alive() for rec in services)
     assert no_sandbox_mounts_here()
 
@@ -40,12 +41,12 @@ def test_down_ends_every_process_of_every_host(tmp_path: Path) -> None:
 def test_down_from_another_process_view(tmp_path: Path) -> None:
     """`Sandbox.load(dir).down()` (what `rke2fleet sandbox down` does) needs no Popen handles."""
     first = Sandbox.up(tmp_path / "sb", 1, 1, emulator=False, installer=False)
-    namespaces = [h.mnt_ns for h in first.hosts]
     try:
         again = Sandbox.load(first.state_dir)
         assert [h.public() for h in again.hosts] == [h.public() for h in first.hosts]
+        before = Snapshot(again)
         assert again.down() == []
-        assert_gone(namespaces, first.state_dir)
+        assert_gone(before, first.state_dir)
     finally:
         first.down()
 
@@ -66,25 +67,25 @@ def test_up_refuses_a_running_sandbox_and_foreign_directories(
 
 
 def test_failed_up_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A host that cannot start (sshd missing) fails `up`, and what was started is ended."""
+    """A host whose sshd cannot start fails `up`, and what was started is ended."""
     from rke2fleet.sandbox import hosts
 
+    started: list[ProcessRecord] = []
+    real_start_holder = hosts.start_holder
+
+    def recording_start_holder(*args: Any) -> subprocess.Popen[bytes]:
+        proc = real_start_holder(*args)
+        started.append(ProcessRecord.of(proc.pid))
+        return proc
+
+    monkeypatch.setattr(hosts, "start_holder", recording_start_holder)
     monkeypatch.setattr(hosts, "SSHD", "/nonexistent/sshd")
-    before = {p for p in os.listdir("/proc") if p.isdigit()}
-    with pytest.raises(SandboxError):
+    with pytest.raises(SandboxError, match="sshd"):
         Sandbox.up(tmp_path / "sb", 2, 0, emulator=False, installer=False)
+    assert len(started) == 2
+    assert not [rec.pid for rec in started if rec.alive()]
     assert not (tmp_path / "sb").exists()
-    time.sleep(0.1)
-    new = {p for p in os.listdir("/proc") if p.isdigit()} - before
-    leftovers = []
-    for pid in new:
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"sleep\x00infinity" in cmd or b"sshd" in cmd:
-            leftovers.append(pid)
-    assert not leftovers
+    assert no_sandbox_mounts_here()
 
 
 def test_cli_up_status_down(tmp_path: Path) -> None:
@@ -108,8 +109,9 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         assert Path(doc["clientKey"]).stat().st_mode & 0o077 == 0
         assert "PRIVATE KEY" not in up.stdout + up.stderr
         # The hosts outlive the CLI process that started them.
-        namespaces = [h.mnt_ns for h in Sandbox.load(state).hosts]
-        assert all(pids_in_namespaces(namespaces).values())
+        running = Sandbox.load(state)
+        assert all(running.host_pids(h) for h in running.hosts)
+        before = Snapshot(running)
         status = subprocess.run([*rke2fleet, "status", "--state-dir", str(state)],
                                 capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
         assert status.returncode == 0, status.stdout + status.stderr
@@ -117,7 +119,7 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         down = subprocess.run([*rke2fleet, "down", "--state-dir", str(state)],
                               capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert down.returncode == 0, down.stderr
-    assert_gone(namespaces, state)
+    assert_gone(before, state)
     gone = subprocess.run([*rke2fleet, "status", "--state-dir", str(state)],
                           capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
     assert gone.returncode == 1
@@ -127,9 +129,9 @@ def test_five_hosts_up_and_down_timing(tmp_path: Path) -> None:
     started = time.monotonic()
     sandbox = Sandbox.up(tmp_path / "sb", 3, 2, emulator=False, installer=False)
     up_s = time.monotonic() - started
-    namespaces = [h.mnt_ns for h in sandbox.hosts]
+    before = Snapshot(sandbox)
     started = time.monotonic()
     assert sandbox.down() == []
     down_s = time.monotonic() - started
-    assert_gone(namespaces, tmp_path / "sb")
+    assert_gone(before, tmp_path / "sb")
     print(f"\n5 hosts (3 servers, 2 agents, load balancer): up {up_s:.2f} s, down {down_s:.2f} s")

@@ -50,12 +50,12 @@ def start_sshd(sandbox: Sandbox, host: SandboxHost) -> None:
 
 def freeze(sandbox: Sandbox, host: SandboxHost) -> None:
     """SIGSTOP every process of the host: it stops answering, connections hang."""
-    H.signal_namespace(host.mnt_ns, signal.SIGSTOP)
+    H.signal_namespace(host, signal.SIGSTOP)
 
 
 def thaw(sandbox: Sandbox, host: SandboxHost) -> None:
     """SIGCONT every process of the host: hung connections resume."""
-    H.signal_namespace(host.mnt_ns, signal.SIGCONT)
+    H.signal_namespace(host, signal.SIGCONT)
 
 
 def replace_host_key(sandbox: Sandbox, host: SandboxHost) -> str:

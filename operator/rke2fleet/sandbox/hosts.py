@@ -25,7 +25,14 @@ from pathlib import Path
 from rke2fleet.sandbox.state import ProcessRecord, SandboxHost, StateLayout
 
 # Private (tmpfs) inside every host. /run/rke2fleet is the stand-ins' runtime directory.
-PRIVATE_DIRS: tuple[str, ...] = ("/etc/rancher", "/var/lib/rancher", "/usr/local", "/run/rke2fleet")
+# /etc/systemd/system too: the real systemctl is shadowed, and unit drop-ins must not reach the machine.
+PRIVATE_DIRS: tuple[str, ...] = (
+    "/etc/rancher",
+    "/var/lib/rancher",
+    "/usr/local",
+    "/run/rke2fleet",
+    "/etc/systemd/system",
+)
 RUNTIME_DIR = "/run/rke2fleet"
 SHIMMED_TOOLS: tuple[str, ...] = ("systemctl", "journalctl")
 SUDO_USER = "fleet"
@@ -122,6 +129,7 @@ def write_host_files(layout: StateLayout, plan: HostPlan, plans: Sequence[HostPl
     seed = layout.host_dir(plan.name) / "run"
     (seed / "bin").mkdir(parents=True, exist_ok=True)
     (seed / "ssh").mkdir(parents=True, exist_ok=True)
+    (seed / "units").mkdir(parents=True, exist_ok=True)  # the stand-ins' unit state, world-readable
     host_json = {
         "name": plan.name,
         "role": plan.role,
@@ -168,11 +176,13 @@ def _setup_script(plan: HostPlan, seed: Path) -> str:
         lines.append(f"mount --bind {run}/bin/{tool} {target}")
     lines.append(f"mount --bind {run}/etc-hosts /etc/hosts")
     # A clean ~/.bashrc: the machine's own (pyenv) costs ~80 ms on every ssh exec.
-    homes = {pwd.getpwnam("root").pw_dir}
+    root_home = pwd.getpwnam("root").pw_dir
+    homes = {root_home}
     if plan.user != "root":
         homes.add(pwd.getpwnam(plan.user).pw_dir)
         lines.append("mount -t tmpfs -o mode=0755 rke2fleet-sudoers /etc/sudoers.d")
         lines.append(f"cp {run}/sudoers /etc/sudoers.d/rke2fleet && chmod 0440 /etc/sudoers.d/rke2fleet")
+        lines += _open_root_home(root_home)
     for home in sorted(homes):
         rc = q(f"{home}/.bashrc")
         lines.append(f"if [ -e {rc} ]; then mount --bind {run}/empty-bashrc {rc}; fi")
@@ -180,6 +190,32 @@ def _setup_script(plan: HostPlan, seed: Path) -> str:
     lines.append("echo ready")
     lines.append("exec sleep infinity")
     return "\n".join(lines) + "\n"
+
+
+def _paths_the_host_needs() -> list[str]:
+    """The interpreter, the venv and the stand-ins: what the shims run, also as a non-root user."""
+    paths = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, STANDINS_DIR)}
+    return sorted(paths)
+
+
+def _open_root_home(root_home: str) -> list[str]:
+    """On a sudo host, replace root's (mode 0700) home with a clean 0755 one that holds only
+    the paths the stand-in shims need: a non-root `systemctl is-active` must be able to run the
+    interpreter, which may live under /root (pyenv)."""
+    q = shlex.quote
+    keep = [p for p in _paths_the_host_needs() if p.startswith(root_home.rstrip("/") + "/")]
+    if not keep:
+        return []
+    saved = f"{RUNTIME_DIR}/.machine-root"
+    lines = [
+        f"mkdir -p {saved} && chmod 0700 {saved} && mount --bind {q(root_home)} {saved}",
+        f"mount -t tmpfs -o mode=0755 rke2fleet-root {q(root_home)}",
+        f": > {q(root_home + '/.bashrc')}",
+    ]
+    for path in keep:
+        rel = os.path.relpath(path, root_home)
+        lines.append(f"mkdir -p {q(path)} && mount --bind {q(saved + '/' + rel)} {q(path)}")
+    return lines
 
 
 # ---------------------------------------------------------------- processes
@@ -286,8 +322,26 @@ def pids_in_namespaces(namespaces: Iterable[str]) -> dict[str, list[int]]:
     return found
 
 
-def signal_namespace(ns: str, sig: int) -> list[int]:
-    pids = pids_in_namespaces([ns])[ns]
+def owns_namespace(host: SandboxHost) -> bool:
+    """True while the host's holder (or else its recorded sshd) still lives in the recorded namespace.
+
+    Namespace inodes are recycled once a namespace dies: a bare `mnt:[N]` may by now be another
+    sandbox's host. A live process of ours inside it proves it is still ours.
+    """
+    return _anchor(host) is not None
+
+
+def _anchor(host: SandboxHost) -> ProcessRecord | None:
+    for record in (host.holder, host.sshd):
+        if record is not None and record.alive() and mount_namespace(record.pid) == host.mnt_ns:
+            return record
+    return None
+
+
+def signal_namespace(host: SandboxHost, sig: int) -> list[int]:
+    if not owns_namespace(host):
+        raise SandboxError(f"host {host.name} is not running")
+    pids = pids_in_namespaces([host.mnt_ns])[host.mnt_ns]
     for pid in pids:
         try:
             os.kill(pid, sig)
@@ -296,25 +350,38 @@ def signal_namespace(ns: str, sig: int) -> list[int]:
     return pids
 
 
-def kill_namespaces(namespaces: Sequence[str], timeout: float = 5.0) -> list[int]:
-    """SIGKILL every process of the namespaces (stopped ones too) until none is left.
+def end_hosts(hosts: Sequence[SandboxHost], timeout: float = 5.0) -> list[int]:
+    """SIGKILL every process of the hosts (stopped ones too) until none is left.
 
-    Returns the pids still alive at the timeout (empty on success). Loops because a
-    process may fork while we kill its siblings.
+    The anchor (holder) of each host dies last: while it lives, the namespace cannot be
+    recycled, so everything found in it is ours. Loops because a process may fork while its
+    siblings are killed. Returns the pids still alive at the timeout (empty on success).
     """
+    anchors = {h.mnt_ns: a for h in hosts if h.mnt_ns and (a := _anchor(h)) is not None}
     deadline = time.monotonic() + timeout
     while True:
-        left = [pid for pids in pids_in_namespaces(namespaces).values() for pid in pids]
+        found = pids_in_namespaces(anchors)
+        left = [pid for ns, pids in found.items() for pid in pids if pid != anchors[ns].pid]
         if not left:
-            return []
+            break
         if time.monotonic() > deadline:
             return left
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.02)
+        _kill_all(left)
+        time.sleep(0.01)
+    _kill_all([a.pid for a in anchors.values() if a.alive()])
+    while any(a.alive() for a in anchors.values()):
+        if time.monotonic() > deadline:
+            return [a.pid for a in anchors.values() if a.alive()]
+        time.sleep(0.01)
+    return []
+
+
+def _kill_all(pids: Iterable[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def stop_process(record: ProcessRecord, sig: int = signal.SIGTERM, timeout: float = 3.0) -> None:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rke2fleet.sandbox import hosts as H
 from rke2fleet.sandbox.loadbalancer import DEFAULT_PORTS, await_ready, start_load_balancer
@@ -33,9 +34,14 @@ from rke2fleet.sandbox.state import (
     write_state,
 )
 
+if TYPE_CHECKING:
+    from rke2fleet.sandbox.installer import InstallerHandle
+
 NET_LOCK = Path("/run/lock/rke2fleet-sandbox-net.lock")
 FIRST_HOST_OCTET = 10
 LB_OCTET = 2
+INSTALLER_OCTET = 1
+INSTALLER_PORT = 8088
 START_TIMEOUT = 20.0
 
 HostRef = SandboxHost | str
@@ -49,6 +55,8 @@ class Sandbox:
         self.record = record
         # Popen handles of children of *this* process, reaped on down() (no zombies in pytest).
         self._children: list[subprocess.Popen[bytes]] = []
+        # The installer endpoint's handle, in the process that ran `up` only.
+        self.installer: InstallerHandle | None = None
 
     # ------------------------------------------------------------ public view
 
@@ -108,7 +116,10 @@ class Sandbox:
         return H.run_on_host(self.host(host), shell_cmd, timeout=timeout, input=input)
 
     def host_pids(self, host: HostRef) -> list[int]:
+        """The host's processes (empty once the host is gone)."""
         h = self.host(host)
+        if not H.owns_namespace(h):
+            return []
         return H.pids_in_namespaces([h.mnt_ns])[h.mnt_ns]
 
     def save(self) -> None:
@@ -179,8 +190,7 @@ class Sandbox:
         """True while any host namespace or service process is alive."""
         if any(rec.alive() for rec in self.record.services.values()):
             return True
-        found = H.pids_in_namespaces([h.mnt_ns for h in self.hosts])
-        return any(found.values())
+        return any(H.owns_namespace(h) for h in self.hosts)
 
     @classmethod
     def up(
@@ -222,11 +232,9 @@ class Sandbox:
         if sudo_hosts:
             H.ensure_sudo_user()
         emu_proc = self._start_emulator() if emulator else None
-        if installer:
-            self._start_installer()
         keygens = [_keygen_async(layout.client_key, "rke2fleet-sandbox-client")]
         with _net_lock():
-            net = _free_net_block(len(names), load_balancer and servers > 0)
+            net = _free_net_block(len(names), load_balancer and servers > 0, installer)
             plans = [
                 H.HostPlan(
                     name=name,
@@ -264,6 +272,8 @@ class Sandbox:
                 proc = H.start_sshd(layout, host)
                 host.sshd = self._adopt(proc)
                 sshds.append(proc)
+            if installer:
+                self._start_installer(f"127.0.{net}.{INSTALLER_OCTET}")
             for host, proc in zip(self.record.hosts, sshds, strict=True):
                 H.wait_listening(host.address, host.port, deadline, proc)
             if load_balancer and servers > 0:
@@ -276,61 +286,56 @@ class Sandbox:
                 self.record.load_balancer = lb_address
         if emu_proc is not None:
             self._await_emulator(emu_proc, deadline)
-        if "installer" in self.record.services:
-            self._await_installer(deadline)
         self.save()
 
     # ------------------------------------------------------------ services
 
     def _start_emulator(self) -> subprocess.Popen[bytes]:
+        """Start the API emulator without waiting (its import takes the longest of all)."""
         if importlib.util.find_spec("rke2fleet.sandbox.emulator") is None:
             raise H.SandboxError("the API emulator (rke2fleet.sandbox.emulator) is not available")
-        port = _free_port("127.0.0.1")
-        kubeconfig = self.layout.kubeconfig
         with open(self.layout.logs / "emulator.log", "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "rke2fleet.sandbox.emulator", "--host", "127.0.0.1",
-                 "--port", str(port), "--kubeconfig", str(kubeconfig)],
+                [sys.executable, "-m", "rke2fleet.sandbox.emulator", "--host", "127.0.0.1", "--port", "0",
+                 "--kubeconfig", str(self.layout.kubeconfig), "--ready-file", str(self._emulator_ready)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             )  # fmt: skip
         self.record.services["emulator"] = self._adopt(proc)
-        self._emulator_port = port
         return proc
 
+    @property
+    def _emulator_ready(self) -> Path:
+        return self.layout.root / "emulator.ready"
+
     def _await_emulator(self, proc: subprocess.Popen[bytes], deadline: float) -> None:
-        kubeconfig = self.layout.kubeconfig
-        while True:
+        while not self._emulator_ready.exists():
             if proc.poll() is not None:
                 raise H.SandboxError(
                     f"the API emulator exited with {proc.returncode} (see logs/emulator.log)"
                 )
-            if kubeconfig.exists() and _accepts("127.0.0.1", self._emulator_port):
-                break
             if time.monotonic() > deadline:
                 raise H.SandboxError("the API emulator did not come up (see logs/emulator.log)")
-            time.sleep(0.05)
-        self.record.kubeconfig = str(kubeconfig)
+            time.sleep(0.02)
+        self.record.kubeconfig = str(self.layout.kubeconfig)
 
-    def _start_installer(self) -> None:
-        if importlib.util.find_spec("rke2fleet.sandbox.installer") is None:
-            raise H.SandboxError("the installer endpoint (rke2fleet.sandbox.installer) is not available")
-        url_file = self.layout.root / "installer.url"
-        with open(self.layout.logs / "installer.log", "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "rke2fleet.sandbox.services", "installer",
-                 "--state-dir", str(self.layout.root), "--url-file", str(url_file)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            )  # fmt: skip
-        self.record.services["installer"] = self._adopt(proc)
+    def _start_installer(self, address: str) -> None:
+        from rke2fleet.sandbox.installer import start_installer
 
-    def _await_installer(self, deadline: float) -> None:
-        url_file = self.layout.root / "installer.url"
-        while not url_file.exists():
-            rec = self.record.services["installer"]
-            if not rec.alive() or time.monotonic() > deadline:
-                raise H.SandboxError("the installer endpoint did not come up (see logs/installer.log)")
-            time.sleep(0.05)
-        self.record.installer_url = url_file.read_text().strip()
+        try:
+            handle = start_installer(self.layout.root, host=address, port=INSTALLER_PORT)
+        except (RuntimeError, OSError) as exc:
+            raise H.SandboxError(f"the installer endpoint did not start: {exc}") from exc
+        self.installer = handle
+        if handle.process is not None:
+            self._adopt(handle.process)
+        self.record.services["installer"] = ProcessRecord.of(handle.pid)
+        self.record.installer_url = handle.url
+
+    def set_installer_fault(self, mode: str | None) -> None:
+        """`"fail"`: the endpoint answers 500; `"hang"`: it accepts and never answers; None: healthy."""
+        from rke2fleet.sandbox.installer import set_installer_fault
+
+        set_installer_fault(self.layout.root, mode)
 
     # ------------------------------------------------------------ teardown
 
@@ -342,7 +347,7 @@ class Sandbox:
         """
         for rec in self.record.services.values():
             H.stop_process(rec, signal.SIGTERM)
-        left = H.kill_namespaces([h.mnt_ns for h in self.hosts if h.mnt_ns])
+        left = H.end_hosts(self.hosts)
         # Holders whose namespace was never recorded (failure during setup).
         for host in self.hosts:
             H.stop_process(host.holder, signal.SIGKILL)
@@ -418,30 +423,17 @@ def _bindable(address: str, port: int) -> bool:
     return True
 
 
-def _free_net_block(hosts: int, with_lb: bool) -> int:
-    """The first 127.0.N.0/24 whose host and balancer addresses are all free (N >= 1)."""
+def _free_net_block(hosts: int, with_lb: bool, with_installer: bool) -> int:
+    """The first 127.0.N.0/24 whose host, balancer and installer addresses are all free (N >= 1)."""
     for net in range(1, 255):
         addresses: list[tuple[str, int]] = [(f"127.0.{net}.{FIRST_HOST_OCTET + i}", 22) for i in range(hosts)]
         if with_lb:
             addresses += [(f"127.0.{net}.{LB_OCTET}", port) for port in DEFAULT_PORTS]
+        if with_installer:
+            addresses.append((f"127.0.{net}.{INSTALLER_OCTET}", INSTALLER_PORT))
         if all(_bindable(a, p) for a, p in addresses):
             return net
     raise H.SandboxError("no free 127.0.N.0/24 block for the sandbox hosts")
-
-
-def _free_port(address: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _accepts(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def hosts_table(hosts: Sequence[SandboxHost]) -> list[str]:
