@@ -6,7 +6,7 @@ import dataclasses
 import importlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -131,6 +131,10 @@ def load_fleet_crds(crds_dir: Path | None = None) -> tuple[list[dict[str, Any]],
     return builtin, "built-in"
 
 
+class CrdSource(Protocol):
+    def crd_schema(self, group: str, version: str, plural: str) -> dict[str, Any] | None: ...
+
+
 class Registry:
     """Served resources, keyed by (group, version, plural)."""
 
@@ -198,3 +202,49 @@ class Registry:
         group_version = f"{group}/{version}" if group else version
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
                 "resources": entries}
+
+    # OpenAPI v3, as much as kubectl needs: an index of group versions and one schema per kind.
+
+    def openapi_index(self) -> dict[str, Any]:
+        paths = {}
+        for group, versions in self.groups().items():
+            for version in versions:
+                key = f"apis/{group}/{version}" if group else f"api/{version}"
+                paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash=0"}
+        return {"paths": paths}
+
+    def openapi_document(self, key: str, crds: CrdSource) -> dict[str, Any] | None:
+        parts = key.split("/")
+        if parts[:1] == ["api"] and len(parts) == 2:
+            group, version = "", parts[1]
+        elif parts[:1] == ["apis"] and len(parts) == 3:
+            group, version = parts[1], parts[2]
+        else:
+            return None
+        resources = [r for r in self._resources.values() if r.group == group and r.version == version]
+        if not resources:
+            return None
+        schemas: dict[str, Any] = {}
+        for r in resources:
+            schema = crds.crd_schema(r.group, r.version, r.plural) or {
+                "type": "object", "x-kubernetes-preserve-unknown-fields": True}
+            reverse_group = ".".join(reversed(r.group.split("."))) if r.group else "io.k8s.api.core"
+            schemas[f"{reverse_group}.{r.version}.{r.kind}"] = {
+                **schema,
+                "x-kubernetes-group-version-kind": [{"group": r.group, "version": r.version, "kind": r.kind}],
+            }
+        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.35.7"},
+                "paths": {path: item for r in resources for path, item in _openapi_paths(r).items()},
+                "components": {"schemas": schemas}}
+
+
+def _openapi_paths(r: ResourceDef) -> dict[str, Any]:
+    """PATCH operations that declare `fieldValidation`, which is how kubectl detects server-side validation."""
+    prefix = f"/apis/{r.group}/{r.version}" if r.group else f"/api/{r.version}"
+    scope = "/namespaces/{namespace}" if r.namespaced else ""
+    gvk = {"group": r.group, "version": r.version, "kind": r.kind}
+    params = [{"name": name, "in": "query", "schema": {"type": "string"}}
+              for name in ("dryRun", "fieldManager", "fieldValidation", "force")]
+    operation = {"x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": "patch", "parameters": params,
+                 "responses": {"200": {"description": "OK"}}}
+    return {f"{prefix}{scope}/{r.plural}/{{name}}": {"patch": operation}}

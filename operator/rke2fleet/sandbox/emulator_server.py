@@ -282,6 +282,12 @@ class FleetEmulator(kmock.KubernetesEmulator):
                     paths.add(f"/apis/{group}")
                     paths.update(f"/apis/{group}/{v}" for v in versions)
             return _json_response({"paths": sorted(paths)})
+        if raw.path == "/openapi/v3":
+            return _json_response(self.registry.openapi_index())
+        if raw.path.startswith("/openapi/v3/"):
+            doc = self.registry.openapi_document(raw.path.removeprefix("/openapi/v3/"), self.store)
+            if doc is not None:
+                return _json_response(doc)
         if raw.path.startswith("/apis/") and raw.path.count("/") == 2:  # /apis/<group>
             group_doc = self.registry.api_group(raw.path.split("/")[2])
             if group_doc is not None:

@@ -103,6 +103,15 @@ class ObjectStore:
         result["kind"] = res.kind
         return result
 
+    def crd_schema(self, group: str, version: str, plural: str) -> dict[str, Any] | None:
+        """The openAPIV3Schema of a served custom resource version, if its CRD has one."""
+        crd = self._objects.get((CRD_GROUP, "customresourcedefinitions", "", f"{plural}.{group}"))
+        for served in ((crd or {}).get("spec") or {}).get("versions") or []:
+            if served.get("name") == version:
+                schema = (served.get("schema") or {}).get("openAPIV3Schema")
+                return copy.deepcopy(schema) if isinstance(schema, dict) else None
+        return None
+
     # ---- writing
 
     def create(self, res: ResourceDef, namespace: str | None, body: Any, dry_run: bool = False
