@@ -1,23 +1,17 @@
-"""Plain OpenSSH sshd fixtures for the host-access tests.
+"""Host-access tests run against the project's sandbox hosts (real OpenSSH sshd in namespaces).
 
-Each host is a real ``/usr/sbin/sshd`` on its own 127.0.3.X address, started inside a private
-mount namespace only so that root's ``~/.bashrc`` (which runs pyenv, ~80 ms per exec) can be
-replaced by an empty file for its sessions. Files are written only under a temporary directory.
+``SandboxSshd`` adapts one sandbox host to what these tests drive: its address and host key,
+its sshd log, and the fault switches (kill sshd, freeze/thaw, re-key). Each test gets its own
+small sandbox (one root host, one sudo host; no emulator, load balancer or installer).
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
-import pwd
-import random
 import shutil
 import signal
-import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -26,131 +20,76 @@ import pytest
 from pydantic import SecretBytes
 
 from rke2fleet.hostaccess import HostTarget, SSHPool
-
-SUDO_USER = "fleetsudo"
-_ADDRESSES = itertools.count(random.randint(10, 120))
+from rke2fleet.sandbox import Sandbox, SandboxHost
 
 
-def _write_key(path: Path, algorithm: str = "ssh-ed25519") -> asyncssh.SSHKey:
-    key = asyncssh.generate_private_key(algorithm)
-    key.write_private_key(str(path))
-    key.write_public_key(str(path) + ".pub")
-    os.chmod(path, 0o600)
-    return key
-
-
-def _listening(address: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((address, port)) == 0
-
-
-class SshdHost:
-    """One sshd; ``start``/``stop``/``restart`` with a given host key, ``freeze``/``thaw``."""
-
-    def __init__(self, workdir: Path, address: str, authorized_keys: Path) -> None:
+class SandboxSshd:
+    def __init__(self, sandbox: Sandbox, host: SandboxHost, workdir: Path) -> None:
+        self.sandbox = sandbox
+        self.name = host.name
         self.workdir = workdir
-        self.address = address
-        self.port = 22
-        self.authorized_keys = authorized_keys
-        self.log = workdir / f"sshd-{address}.log"
-        self.empty_bashrc = workdir / "empty-bashrc"
-        self.empty_bashrc.write_text("")
-        self.host_key_path = workdir / f"host-{address}-ed25519"
-        self.host_key = _write_key(self.host_key_path)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.mnt_ns: str | None = None
+
+    @property
+    def host(self) -> SandboxHost:
+        return self.sandbox.host(self.name)
+
+    @property
+    def address(self) -> str:
+        return self.host.address
+
+    @property
+    def port(self) -> int:
+        return self.host.port
+
+    @property
+    def user(self) -> str:
+        return self.host.user
 
     @property
     def public_key_line(self) -> str:
-        return " ".join(Path(str(self.host_key_path) + ".pub").read_text().split()[:2])
+        return " ".join(self.host.host_key_line.split()[:2])
 
-    def new_host_key(self, algorithm: str = "ssh-ed25519") -> Path:
-        path = self.workdir / f"host-{self.address}-{algorithm}-{random.randint(0, 1 << 30)}"
-        self.host_key = _write_key(path, algorithm)
-        self.host_key_path = path
+    @property
+    def host_pub(self) -> Path:
+        """The current host key as a .pub file, for ssh-keygen."""
+        path = self.workdir / f"{self.name}-host.pub"
+        path.write_text(self.host.host_key_line + "\n")
         return path
 
-    def start(self) -> None:
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-        sshd = (
-            f"/usr/sbin/sshd -D -e -f /dev/null -o ListenAddress={self.address} -o Port={self.port}"
-            f" -o HostKey={self.host_key_path} -o AuthorizedKeysFile={self.authorized_keys}"
-            " -o PermitRootLogin=prohibit-password -o StrictModes=no -o UsePAM=no"
-            " -o 'Subsystem=sftp internal-sftp'"
-            f" -o PidFile={self.workdir}/sshd-{self.address}.pid -o LogLevel=VERBOSE"
-        )
-        inner = f'mount --bind "$0" /root/.bashrc && exec {sshd}'
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                ["unshare", "-m", "--propagation", "private", "sh", "-c", inner, str(self.empty_bashrc)],
-                stdout=log,
-                stderr=log,
-            )
-        deadline = time.monotonic() + 5
-        while not _listening(self.address, self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sshd on {self.address} did not start:\n{self.log.read_text()}")
-            time.sleep(0.02)
-        self.mnt_ns = os.readlink(f"/proc/{self.proc.pid}/ns/mnt")
+    def accepted_logins(self) -> int:
+        return (self.sandbox.layout.logs / f"{self.name}.sshd.log").read_text().count("Accepted publickey")
 
-    def _namespace_pids(self) -> list[int]:
-        pids = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                with contextlib.suppress(OSError):
-                    if os.readlink(f"/proc/{entry}/ns/mnt") == self.mnt_ns:
-                        pids.append(int(entry))
-        return pids
+    def drop_sessions(self) -> None:
+        """Kill the host's sshd session processes (not the listener): open connections die."""
+        listener = self.host.sshd.pid if self.host.sshd else None
+        for pid in self.sandbox.host_pids(self.name):
+            with contextlib.suppress(OSError):
+                if pid != listener and Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
+                    os.kill(pid, signal.SIGKILL)
 
     def stop(self) -> None:
-        """Kill the listener and every session process of this host (found by mount namespace)."""
-        if self.proc is None:
-            return
-        for pid in self._namespace_pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.proc.wait(timeout=5)
-        self.proc = None
+        self.sandbox.kill_sshd(self.name)
 
     def restart(self) -> None:
-        self.stop()
-        self.start()
+        self.sandbox.kill_sshd(self.name)
+        self.drop_sessions()
+        self.sandbox.start_sshd(self.name)
+
+    def new_host_key(self) -> None:
+        """Re-key the host and drop open connections (as a reboot into a re-imaged host does)."""
+        self.sandbox.replace_host_key(self.name)
+        self.drop_sessions()
 
     def freeze(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.sandbox.freeze(self.name)
 
     def thaw(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGCONT)
-
-    def accepted_logins(self) -> int:
-        return self.log.read_text().count("Accepted publickey")
-
-
-@pytest.fixture(scope="session")
-def sudo_user() -> str:
-    """A non-root user with passwordless sudo (created once, left in place: it is idempotent)."""
-    if shutil.which("sudo") is None:
-        pytest.skip("sudo is not installed")
-    try:
-        pwd.getpwnam(SUDO_USER)
-    except KeyError:
-        subprocess.run(["useradd", "-m", "-s", "/bin/bash", SUDO_USER], check=True)
-    # useradd locks the account ("!"), and sshd without PAM refuses locked accounts even for
-    # public keys: "*" means no password login possible, but not locked.
-    subprocess.run(["usermod", "-p", "*", SUDO_USER], check=True)
-    sudoers = Path(f"/etc/sudoers.d/{SUDO_USER}")
-    if not sudoers.exists():
-        sudoers.write_text(f"{SUDO_USER} ALL=(ALL) NOPASSWD: ALL\n")
-        sudoers.chmod(0o440)
-    return SUDO_USER
+        self.sandbox.thaw(self.name)
 
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:
-    # World-traversable: sshd reads AuthorizedKeysFile as the logging-in user.
+    """A world-readable scratch directory on the shared filesystem (seen by every host)."""
     path = Path(tempfile.mkdtemp(prefix="rke2fleet-hostaccess-"))
     path.chmod(0o755)
     yield path
@@ -158,26 +97,38 @@ def workdir() -> Iterator[Path]:
 
 
 @pytest.fixture
-def client_key(workdir: Path) -> asyncssh.SSHKey:
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    keys = workdir / "authorized_keys"
-    keys.write_bytes(key.export_public_key())
-    keys.chmod(0o644)
-    return key
+def sandbox(workdir: Path) -> Iterator[Sandbox]:
+    sb = Sandbox.up(
+        workdir / "sandbox", 2, 0, sudo_hosts=1, emulator=False, load_balancer=False, installer=False
+    )
+    try:
+        yield sb
+    finally:
+        sb.down()
 
 
 @pytest.fixture
-def sshd(workdir: Path, client_key: asyncssh.SSHKey) -> Iterator[SshdHost]:
-    host = SshdHost(workdir, f"127.0.3.{next(_ADDRESSES)}", workdir / "authorized_keys")
-    host.start()
-    yield host
-    host.stop()
+def client_key(sandbox: Sandbox) -> asyncssh.SSHKey:
+    return asyncssh.import_private_key(sandbox.client_key_pem())
 
 
-def make_target(host: SshdHost, key: asyncssh.SSHKey, **overrides: object) -> HostTarget:
+@pytest.fixture
+def sshd(sandbox: Sandbox, workdir: Path) -> SandboxSshd:
+    """The root-login host."""
+    return SandboxSshd(sandbox, next(h for h in sandbox.hosts if h.user == "root"), workdir)
+
+
+@pytest.fixture
+def sudo_sshd(sandbox: Sandbox, workdir: Path) -> SandboxSshd:
+    """The host that logs in as a non-root user with passwordless sudo."""
+    return SandboxSshd(sandbox, next(h for h in sandbox.hosts if h.user != "root"), workdir)
+
+
+def make_target(host: SandboxSshd, key: asyncssh.SSHKey, **overrides: object) -> HostTarget:
     fields: dict[str, object] = {
         "address": host.address,
         "port": host.port,
+        "user": host.user,
         "private_key": SecretBytes(key.export_private_key()),
         "pinned_keys": (host.public_key_line,),
         "connect_timeout": 3.0,
@@ -188,8 +139,13 @@ def make_target(host: SshdHost, key: asyncssh.SSHKey, **overrides: object) -> Ho
 
 
 @pytest.fixture
-def target(sshd: SshdHost, client_key: asyncssh.SSHKey) -> HostTarget:
+def target(sshd: SandboxSshd, client_key: asyncssh.SSHKey) -> HostTarget:
     return make_target(sshd, client_key)
+
+
+@pytest.fixture
+def sudo_target(sudo_sshd: SandboxSshd, client_key: asyncssh.SSHKey) -> HostTarget:
+    return make_target(sudo_sshd, client_key)
 
 
 @pytest.fixture

@@ -10,12 +10,9 @@ import pwd
 import stat
 from pathlib import Path
 
-import asyncssh
 import pytest
 
 from rke2fleet.hostaccess import CommandFailed, HostTarget, SSHPool
-
-from .conftest import SshdHost, make_target
 
 TOKEN_CONFIG = b"token: K10abc::server:secret\nnode-name: a\n"
 
@@ -91,25 +88,20 @@ def test_write_rejects_relative_paths_and_odd_names() -> None:
 # ----------------------------------------------------------------- non-root user with sudo
 
 
-@pytest.fixture
-def sudo_target(sshd: SshdHost, client_key: asyncssh.SSHKey, sudo_user: str) -> HostTarget:
-    return make_target(sshd, client_key, user=sudo_user)
-
-
 async def test_sudo_user_runs_privileged_commands(
-    pool: SSHPool, sudo_target: HostTarget, sudo_user: str
+    pool: SSHPool, sudo_target: HostTarget
 ) -> None:
     assert (await pool.run(sudo_target, ["id", "-un"])).stdout == "root\n"
-    assert (await pool.run(sudo_target, ["id", "-un"], sudo=False)).stdout == f"{sudo_user}\n"
+    assert (await pool.run(sudo_target, ["id", "-un"], sudo=False)).stdout == f"{sudo_target.user}\n"
     assert (await pool.run(sudo_target, script="id -un; echo \"$0\"")).stdout.startswith("root\n")
     result = await pool.run(sudo_target, ["printf", "%s", "a 'b' $(c)"])
     assert result.stdout == "a 'b' $(c)"
 
 
 async def test_sudo_user_writes_root_file_atomically(
-    pool: SSHPool, sudo_target: HostTarget, sudo_user: str, workdir: Path
+    pool: SSHPool, sudo_target: HostTarget, workdir: Path
 ) -> None:
-    home = Path(pwd.getpwnam(sudo_user).pw_dir)
+    home = Path(pwd.getpwnam(sudo_target.user).pw_dir)
     uploads_before = {p for p in os.listdir(home) if p.startswith(".rke2fleet-upload-")}
     path = workdir / "sudo" / "config.yaml"
     assert await pool.write_file(sudo_target, str(path), TOKEN_CONFIG) is True

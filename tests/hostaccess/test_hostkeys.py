@@ -15,7 +15,7 @@ from rke2fleet.hostaccess import (
     known_hosts_keys,
 )
 
-from .conftest import SshdHost, make_target
+from .conftest import SandboxSshd, make_target
 
 
 def keygen_fingerprint(public_key_file: Path) -> str:
@@ -34,16 +34,16 @@ def hash_known_hosts(path: Path) -> str:
     return path.read_text()
 
 
-def host_pub(sshd: SshdHost) -> Path:
-    return Path(str(sshd.host_key_path) + ".pub")
+def host_pub(sshd: SandboxSshd) -> Path:
+    return sshd.host_pub
 
 
-def test_fingerprint_matches_ssh_keygen(sshd: SshdHost) -> None:
+def test_fingerprint_matches_ssh_keygen(sshd: SandboxSshd) -> None:
     assert fingerprint(sshd.public_key_line) == keygen_fingerprint(host_pub(sshd))
 
 
 async def test_strict_with_the_pinned_key_connects(
-    pool: SSHPool, sshd: SshdHost, client_key: asyncssh.SSHKey
+    pool: SSHPool, sshd: SandboxSshd, client_key: asyncssh.SSHKey
 ) -> None:
     target = make_target(sshd, client_key, host_key_policy="Strict")
     assert (await pool.run(target, ["echo", "ok"])).stdout == "ok\n"
@@ -51,7 +51,7 @@ async def test_strict_with_the_pinned_key_connects(
 
 
 async def test_strict_with_nothing_pinned_refuses_and_names_the_fingerprint(
-    pool: SSHPool, sshd: SshdHost, client_key: asyncssh.SSHKey
+    pool: SSHPool, sshd: SandboxSshd, client_key: asyncssh.SSHKey
 ) -> None:
     target = make_target(sshd, client_key, pinned_keys=())
     with pytest.raises(HostKeyRejected) as caught:
@@ -64,7 +64,7 @@ async def test_strict_with_nothing_pinned_refuses_and_names_the_fingerprint(
 
 
 async def test_strict_with_a_wrong_pinned_key_refuses(
-    pool: SSHPool, sshd: SshdHost, client_key: asyncssh.SSHKey
+    pool: SSHPool, sshd: SandboxSshd, client_key: asyncssh.SSHKey
 ) -> None:
     other = asyncssh.generate_private_key("ssh-ed25519")
     wrong = other.export_public_key().decode()
@@ -78,7 +78,7 @@ async def test_strict_with_a_wrong_pinned_key_refuses(
 
 
 async def test_strict_with_a_pinned_key_of_another_type_still_names_what_the_host_offers(
-    pool: SSHPool, sshd: SshdHost, client_key: asyncssh.SSHKey
+    pool: SSHPool, sshd: SandboxSshd, client_key: asyncssh.SSHKey
 ) -> None:
     """The host has no key of the pinned type, so negotiation fails; a probe learns its key."""
     rsa = asyncssh.generate_private_key("ssh-rsa", key_size=2048).export_public_key().decode()
@@ -90,7 +90,7 @@ async def test_strict_with_a_pinned_key_of_another_type_still_names_what_the_hos
 
 
 async def test_accept_new_records_the_first_key_and_refuses_a_changed_one(
-    pool: SSHPool, sshd: SshdHost, client_key: asyncssh.SSHKey
+    pool: SSHPool, sshd: SandboxSshd, client_key: asyncssh.SSHKey
 ) -> None:
     first = make_target(sshd, client_key, pinned_keys=(), host_key_policy="AcceptNew")
     assert (await pool.run(first, ["echo", "hi"])).stdout == "hi\n"
@@ -103,8 +103,7 @@ async def test_accept_new_records_the_first_key_and_refuses_a_changed_one(
     assert (await pool.run(later, ["echo", "again"])).stdout == "again\n"
     assert pool.connects == 1  # the recorded key matches the open connection: reused
 
-    sshd.new_host_key()
-    sshd.restart()  # kills the pooled session too, so the pool must reconnect
+    sshd.new_host_key()  # also drops the pooled connection, so the pool must reconnect
     with pytest.raises(HostKeyRejected) as caught:
         await pool.run(later, ["true"])
     assert caught.value.reason == "changed"
@@ -114,7 +113,7 @@ async def test_accept_new_records_the_first_key_and_refuses_a_changed_one(
 
 
 async def test_accept_new_with_a_pinned_key_behaves_like_strict(
-    pool: SSHPool, sshd: SshdHost, client_key: asyncssh.SSHKey
+    pool: SSHPool, sshd: SandboxSshd, client_key: asyncssh.SSHKey
 ) -> None:
     wrong = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
     target = make_target(sshd, client_key, pinned_keys=(wrong,), host_key_policy="AcceptNew")
@@ -124,7 +123,7 @@ async def test_accept_new_with_a_pinned_key_behaves_like_strict(
 
 
 async def test_open_connection_is_not_reused_for_a_target_that_does_not_trust_its_key(
-    pool: SSHPool, sshd: SshdHost, client_key: asyncssh.SSHKey
+    pool: SSHPool, sshd: SandboxSshd, client_key: asyncssh.SSHKey
 ) -> None:
     await pool.run(make_target(sshd, client_key), ["true"])
     wrong = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
@@ -133,7 +132,7 @@ async def test_open_connection_is_not_reused_for_a_target_that_does_not_trust_it
 
 
 async def test_known_hosts_secret_text_pins_the_host(
-    pool: SSHPool, sshd: SshdHost, client_key: asyncssh.SSHKey, workdir: Path
+    pool: SSHPool, sshd: SandboxSshd, client_key: asyncssh.SSHKey, workdir: Path
 ) -> None:
     known = workdir / "known_hosts"
     decoy = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()

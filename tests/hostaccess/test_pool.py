@@ -19,10 +19,10 @@ from rke2fleet.hostaccess import (
     SSHPool,
 )
 
-from .conftest import SshdHost, make_target
+from .conftest import SandboxSshd, make_target
 
 
-async def test_one_connection_serves_many_commands(pool: SSHPool, target: HostTarget, sshd: SshdHost) -> None:
+async def test_one_connection_serves_many_commands(pool: SSHPool, target: HostTarget, sshd: SandboxSshd) -> None:
     for i in range(25):
         result = await pool.run(target, ["echo", str(i)])
         assert result.stdout == f"{i}\n"
@@ -43,7 +43,7 @@ async def test_reused_connection_is_fast(pool: SSHPool, target: HostTarget) -> N
 
 
 async def test_thirty_concurrent_commands_stay_below_max_sessions(
-    pool: SSHPool, target: HostTarget, sshd: SshdHost
+    pool: SSHPool, target: HostTarget, sshd: SandboxSshd
 ) -> None:
     results = await asyncio.gather(
         *(pool.run(target, script=f"sleep 0.2; echo {i}") for i in range(30))
@@ -126,7 +126,7 @@ async def test_check_false_returns_the_status(pool: SSHPool, target: HostTarget)
     assert result.exit_status == 7
 
 
-async def test_command_timeout_and_connection_survives(target: HostTarget, sshd: SshdHost) -> None:
+async def test_command_timeout_and_connection_survives(target: HostTarget, sshd: SandboxSshd) -> None:
     seen: list[tuple[Outcome, float]] = []
     pool = SSHPool(on_command=lambda outcome, duration: seen.append((outcome, duration)))
     try:
@@ -145,7 +145,7 @@ async def test_command_timeout_and_connection_survives(target: HostTarget, sshd:
     assert pool.connects == 1
 
 
-async def test_nothing_listening_is_unreachable_quickly(client_key: asyncssh.SSHKey, sshd: SshdHost) -> None:
+async def test_nothing_listening_is_unreachable_quickly(client_key: asyncssh.SSHKey, sshd: SandboxSshd) -> None:
     sshd.stop()
     target = make_target(sshd, client_key)
     seen: list[Outcome] = []
@@ -161,7 +161,7 @@ async def test_nothing_listening_is_unreachable_quickly(client_key: asyncssh.SSH
 
 
 async def test_frozen_host_times_out_on_connect(
-    pool: SSHPool, client_key: asyncssh.SSHKey, sshd: SshdHost
+    pool: SSHPool, client_key: asyncssh.SSHKey, sshd: SandboxSshd
 ) -> None:
     target = make_target(sshd, client_key, connect_timeout=1.0)
     sshd.freeze()
@@ -176,7 +176,7 @@ async def test_frozen_host_times_out_on_connect(
     assert (await pool.run(target, ["echo", "ok"])).stdout == "ok\n"
 
 
-async def test_reconnects_after_sshd_restart(pool: SSHPool, target: HostTarget, sshd: SshdHost) -> None:
+async def test_reconnects_after_sshd_restart(pool: SSHPool, target: HostTarget, sshd: SandboxSshd) -> None:
     await pool.run(target, ["true"])
     sshd.restart()  # kills the session process too: the pooled connection dies
     await asyncio.sleep(0.2)
@@ -184,7 +184,7 @@ async def test_reconnects_after_sshd_restart(pool: SSHPool, target: HostTarget, 
     assert pool.connects == 2
 
 
-async def test_unknown_client_key_is_an_authentication_failure(pool: SSHPool, sshd: SshdHost) -> None:
+async def test_unknown_client_key_is_an_authentication_failure(pool: SSHPool, sshd: SandboxSshd) -> None:
     stranger = asyncssh.generate_private_key("ssh-ed25519")
     target = make_target(sshd, stranger)
     with pytest.raises(AuthenticationFailed) as caught:

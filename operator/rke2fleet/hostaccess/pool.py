@@ -151,7 +151,7 @@ class SSHPool:
             conn = await asyncssh.connect(target.address, **self._connect_options(target, verifier))
         except asyncssh.HostKeyNotVerifiable:
             raise verifier.rejection() from None
-        except (asyncssh.KeyExchangeFailed, asyncssh.ConnectionLost) as exc:
+        except (asyncssh.KeyExchangeFailed, asyncssh.ConnectionLost, ConnectionResetError) as exc:
             cause = f"{type(exc).__name__}: {exc}"
             if verifier.trusted and verifier.seen is None:
                 # Perhaps no host key of a pinned type (sshd just hangs up): see what it offers.
