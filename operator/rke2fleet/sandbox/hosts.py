@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -163,28 +164,35 @@ def _setup_script(plan: HostPlan, seed: Path) -> str:
     q = shlex.quote
     run = RUNTIME_DIR
     lines = ["set -e"]
-    for d in PRIVATE_DIRS:
-        # The mount point itself must exist on the machine; only its content is private.
-        lines.append(f"mkdir -p {q(d)}")
-        lines.append(f"mount -t tmpfs -o mode=0755 {q('rke2fleet-' + plan.name)} {q(d)}")
-    lines.append(f"hostname {q(plan.name)}")
+    # The runtime dir first: it also keeps the machine's originals of the other private dirs.
+    lines += _private_dir(plan, run, keep=[], saved=None)
     lines.append(f"cp -a {q(str(seed))}/. {run}/")
-    lines.append(f"chmod 0755 {run} {run}/ssh")
+    lines.append(f"chmod 0755 {run} {run}/ssh {run}/units")
+    root_home = pwd.getpwnam("root").pw_dir
+    private = [d for d in PRIVATE_DIRS if d != run]
+    if plan.user != "root":
+        # Root's home is mode 0700: a non-root `systemctl is-active` could not reach an
+        # interpreter installed under it (pyenv). Give the sudo host a clean, open one.
+        private.append(root_home)
+    needed = _paths_the_host_needs()
+    for i, d in enumerate(private):
+        keep = [p for p in needed if p.startswith(d.rstrip("/") + "/")]
+        lines += _private_dir(plan, d, keep=keep, saved=f"{run}/.machine/{i}")
+    lines.append(f"hostname {q(plan.name)}")
     for tool in SHIMMED_TOOLS:
         target = f"/usr/bin/{tool}"
         lines.append(f"[ -e {target} ] || : > {target}")
         lines.append(f"mount --bind {run}/bin/{tool} {target}")
     lines.append(f"mount --bind {run}/etc-hosts /etc/hosts")
     # A clean ~/.bashrc: the machine's own (pyenv) costs ~80 ms on every ssh exec.
-    root_home = pwd.getpwnam("root").pw_dir
     homes = {root_home}
     if plan.user != "root":
         homes.add(pwd.getpwnam(plan.user).pw_dir)
         lines.append("mount -t tmpfs -o mode=0755 rke2fleet-sudoers /etc/sudoers.d")
         lines.append(f"cp {run}/sudoers /etc/sudoers.d/rke2fleet && chmod 0440 /etc/sudoers.d/rke2fleet")
-        lines += _open_root_home(root_home)
     for home in sorted(homes):
         rc = q(f"{home}/.bashrc")
+        # Only where one exists: never create files in the machine's home directories.
         lines.append(f"if [ -e {rc} ]; then mount --bind {run}/empty-bashrc {rc}; fi")
     lines.append("mkdir -p /run/sshd && chmod 0755 /run/sshd")
     lines.append("echo ready")
@@ -192,30 +200,51 @@ def _setup_script(plan: HostPlan, seed: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _paths_the_host_needs() -> list[str]:
-    """The interpreter, the venv and the stand-ins: what the shims run, also as a non-root user."""
-    paths = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, STANDINS_DIR)}
-    return sorted(paths)
-
-
-def _open_root_home(root_home: str) -> list[str]:
-    """On a sudo host, replace root's (mode 0700) home with a clean 0755 one that holds only
-    the paths the stand-in shims need: a non-root `systemctl is-active` must be able to run the
-    interpreter, which may live under /root (pyenv)."""
+def _private_dir(plan: HostPlan, directory: str, keep: Sequence[str], saved: str | None) -> list[str]:
+    """Shell lines mounting an empty tmpfs over `directory`, then binding back the `keep` paths
+    (from the machine's original, first bound at `saved`)."""
     q = shlex.quote
-    keep = [p for p in _paths_the_host_needs() if p.startswith(root_home.rstrip("/") + "/")]
-    if not keep:
-        return []
-    saved = f"{RUNTIME_DIR}/.machine-root"
-    lines = [
-        f"mkdir -p {saved} && chmod 0700 {saved} && mount --bind {q(root_home)} {saved}",
-        f"mount -t tmpfs -o mode=0755 rke2fleet-root {q(root_home)}",
-        f": > {q(root_home + '/.bashrc')}",
-    ]
+    # The mount point itself must exist on the machine; only its content is private.
+    lines = [f"mkdir -p {q(directory)}"]
+    if keep and saved:
+        lines.append(f"mkdir -p {q(saved)} && chmod 0700 {q(saved)} && mount --bind {q(directory)} {q(saved)}")
+    lines.append(f"mount -t tmpfs -o mode=0755 {q('rke2fleet-' + plan.name)} {q(directory)}")
     for path in keep:
-        rel = os.path.relpath(path, root_home)
-        lines.append(f"mkdir -p {q(path)} && mount --bind {q(saved + '/' + rel)} {q(path)}")
+        source = q(saved + "/" + os.path.relpath(path, directory)) if saved else ""
+        make = f"mkdir -p {q(path)}" if os.path.isdir(path) else f"mkdir -p {q(os.path.dirname(path))} && : > {q(path)}"
+        lines.append(f"{make} && mount --bind {source} {q(path)}")
     return lines
+
+
+def _symlink_hop_dirs(path: str) -> list[str]:
+    """The directory of every link on the way from `path` to the file (venv python -> pyenv's
+    python3 -> python3.11): each hop must resolve inside the host too."""
+    dirs = []
+    for _ in range(40):
+        dirs.append(os.path.realpath(os.path.dirname(path)))
+        if not os.path.islink(path):
+            break
+        path = os.path.join(os.path.dirname(path), os.readlink(path))
+    return dirs
+
+
+def _paths_the_host_needs() -> list[str]:
+    """What the stand-in shims run: the interpreter, its standard library, libpython, the venv
+    and the package. Bound back into a private dir (or root's home) that would hide them."""
+    paths = {
+        *_symlink_hop_dirs(sys.executable),
+        sysconfig.get_path("stdlib"),
+        sysconfig.get_path("platstdlib"),
+        str(STANDINS_DIR.parent.parent.parent),  # the source root holding `rke2fleet`
+    }
+    if sys.prefix != sys.base_prefix:
+        paths.add(sys.prefix)
+    libdir, ldlibrary = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("LDLIBRARY")
+    if sysconfig.get_config_var("Py_ENABLE_SHARED") and libdir and ldlibrary:
+        paths.add(os.path.join(libdir, ldlibrary))
+    real = sorted({os.path.realpath(p) for p in paths if p and os.path.exists(p)})
+    # Drop paths inside another kept path: one bind mount covers them.
+    return [p for p in real if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in real)]
 
 
 # ---------------------------------------------------------------- processes
