@@ -14,6 +14,8 @@ import pytest
 
 from rke2fleet.hostaccess import CommandFailed, HostTarget, SSHPool
 
+from .conftest import SandboxSshd
+
 TOKEN_CONFIG = b"token: K10abc::server:secret\nnode-name: a\n"
 
 
@@ -131,3 +133,18 @@ async def test_sudo_user_without_sudo_cannot_read_root_only_file(
     path.chmod(0o600)
     with pytest.raises(CommandFailed):
         await pool.read_file(sudo_target, str(path), sudo=False)
+
+
+@pytest.mark.parametrize("host", ["root", "sudo"])
+async def test_config_yaml_in_the_hosts_private_etc_rancher(
+    pool: SSHPool, target: HostTarget, sudo_target: HostTarget, sshd: SandboxSshd, sudo_sshd: SandboxSshd,
+    host: str,
+) -> None:
+    """The real case: /etc/rancher/rke2/config.yaml (private to the sandbox host), root 0600."""
+    chosen, box = (target, sshd) if host == "root" else (sudo_target, sudo_sshd)
+    path = "/etc/rancher/rke2/config.yaml"
+    assert await pool.write_file(chosen, path, TOKEN_CONFIG) is True
+    seen = box.sandbox.run_on_host(box.name, f"stat -c '%a %U %G' {path}; ls -A /etc/rancher/rke2")
+    assert seen.stdout.decode() == "600 root root\nconfig.yaml\n"
+    assert await pool.write_file(chosen, path, TOKEN_CONFIG) is False
+    assert await pool.read_file(chosen, path) == TOKEN_CONFIG
