@@ -27,13 +27,12 @@ Permission = tuple[str, str, str]
 
 # Needed on a real cluster but invisible to the emulator:
 # - <kind>/finalizers update: the OwnerReferencesPermissionEnforcement admission plugin asks for it
-#   when the operator sets blockOwnerDeletion on the Secrets it owns;
-# - events.k8s.io events create: newer Kopf versions post events through that group.
+#   when the operator sets blockOwnerDeletion on the Secrets it owns.
+# (Kopf 1.x posts Events through core v1 only; events.k8s.io is not needed.)
 KNOWN_UNRECORDED: frozenset[Permission] = frozenset(
     {
         ("rke2fleet.io", "rke2clusters/finalizers", "update"),
         ("rke2fleet.io", "rke2nodes/finalizers", "update"),
-        ("events.k8s.io", "events", "create"),
     }
 )
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from deploy_testlib import by_kind, one
+from deploy_testlib import DEPLOY, by_kind, one
 
 K8S_VERSION = "1.33.0"
 # Types whose schema kubernetes-validate does not ship (Prometheus Operator CRDs): checked
@@ -16,19 +16,16 @@ EXPECTED_KINDS = {
     "Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
     "Deployment", "Service", "ServiceMonitor", "PrometheusRule", "ConfigMap",
 }
-EXPECTED_RULES = [
-    {"apiGroups": ["rke2fleet.io"], "resources": ["rke2clusters", "rke2nodes"],
-     "verbs": ["get", "list", "watch", "patch", "update"]},
-    {"apiGroups": ["rke2fleet.io"], "resources": ["rke2clusters/status", "rke2nodes/status"],
-     "verbs": ["patch", "update"]},
+EXPECTED_RULES = [  # what tests/e2e_observability records the operator calling, plus finalizers
+    {"apiGroups": ["rke2fleet.io"], "resources": ["rke2clusters", "rke2nodes"], "verbs": ["list", "watch", "patch"]},
+    {"apiGroups": ["rke2fleet.io"], "resources": ["rke2clusters/status", "rke2nodes/status"], "verbs": ["patch"]},
     {"apiGroups": ["rke2fleet.io"], "resources": ["rke2clusters/finalizers", "rke2nodes/finalizers"],
      "verbs": ["update"]},
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "create", "patch", "update"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
-    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
-    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
 ]
+NAMESPACES_RULE = {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
 
 
 def _validate_all(objects: list[dict[str, Any]]) -> list[str]:
@@ -116,6 +113,20 @@ def test_rbac_is_exactly_the_least_privilege_list(objects: list[dict[str, Any]])
     assert (subject["name"], subject["namespace"]) == (sa["metadata"]["name"], sa["metadata"]["namespace"])
     deployment = one(objects, "Deployment")
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+
+
+def test_helm_watching_listed_namespaces_adds_the_namespaces_rule() -> None:
+    """Kopf lists and watches namespaces only when given namespaces instead of -A."""
+    import helm_python
+    import yaml
+
+    chart = helm_python.Chart.load(str(DEPLOY / "helm" / "rke2fleet"))
+    values = {"watch": {"allNamespaces": False, "namespaces": ["fleet-a"]}}
+    rendered = chart.render(values, name="rke2fleet", namespace="rke2fleet-system", is_install=True)
+    objects = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+    assert one(objects, "ClusterRole")["rules"] == [*EXPECTED_RULES, NAMESPACES_RULE]
+    args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "-A" not in args and args[1:3] == ["--namespace", "fleet-a"]
 
 
 def test_service_and_servicemonitor_select_the_operator(objects: list[dict[str, Any]]) -> None:

@@ -1,0 +1,108 @@
+"""The ClusterRole in deploy/ against every API call the real operator made in an end-to-end
+run (bring-up, status, Events, token and kubeconfig Secrets, finalizers, Retain deletion,
+cluster deletion), as recorded by the emulator's audit log; Kopf's /healthz on the way."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from rke2fleet.sandbox.manifests import cluster_manifests
+from tests.e2e.conftest import E2E
+from tests.e2e.harness import NS, audit, reset_audit, sh
+from tests.e2e_observability.health_operator import HealthOperator
+
+pytestmark = [pytest.mark.sandbox]
+
+SOURCE_ANNOTATION = "rke2fleet.io/source-sha256"  # the digest of rke2.yaml the Secret was made from
+
+ROOT = Path(__file__).resolve().parents[2]
+# The test's own client identifies itself so its calls can be told apart from the operator's.
+TEST_USER_AGENT = "rke2fleet-e2e-observability-test"
+
+
+def _rbac_coverage() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("deploy_rbac_coverage", ROOT / "deploy" / "rbac_coverage.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _retain(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for doc in docs:
+        if doc["kind"] == "RKE2Node":
+            doc["spec"]["deletionPolicy"] = "Retain"
+    return docs
+
+
+@pytest.mark.timeout(120)
+def test_cluster_role_allows_every_recorded_call_and_nothing_more(e2e: E2E, tmp_path: Path) -> None:
+    rbac = _rbac_coverage()
+    sb = e2e.up(1, 1)
+    kube = e2e.kube
+    assert kube and sb.kubeconfig_path
+    kube.client.user_agent = TEST_USER_AGENT
+    # driftCheckInterval 2s: the kubeconfig Secret is re-checked (and re-published) that often.
+    docs = cluster_manifests(sb, "rbac", extra_spec={"driftCheckInterval": "2s"})
+    kube.apply(_retain(docs))  # what a user does, before the operator runs
+    reset_audit(sb.kubeconfig_path)
+
+    op = HealthOperator(sb.kubeconfig_path, tmp_path / "operator.log").start()
+    e2e.operators.append(op)  # stopped by the fixture
+    kube.wait_phase("rke2clusters", "rbac", "Ready", timeout=60)
+    assert kube.secret("rbac-token") and kube.secret("rbac-kubeconfig")
+    assert kube.wait("/healthz answers 200", lambda: op.healthz()[0] == 200, timeout=10)
+
+    # A kubeconfig Secret that no longer matches its source is re-published (a patch of the Secret).
+    kube.core.patch_namespaced_secret(
+        "rbac-kubeconfig", NS, {"metadata": {"annotations": {SOURCE_ANNOTATION: "edited-by-hand"}}}
+    )
+    kube.wait(
+        "kubeconfig Secret re-published",
+        lambda: kube.secret_object("rbac-kubeconfig").metadata.annotations[SOURCE_ANNOTATION] != "edited-by-hand",
+        timeout=15,
+    )
+
+    # Retain: the objects go (finalizers removed), the hosts keep RKE2.
+    agent, server = sb.agents[0], sb.servers[0]
+    kube.delete("rke2nodes", agent.name)
+    kube.wait(f"{agent.name} gone", lambda: kube.get("rke2nodes", agent.name) is None, timeout=30)
+    kube.delete("rke2clusters", "rbac")  # waits for its last node, like `kubectl delete -f`
+    kube.delete("rke2nodes", server.name)
+    kube.wait(
+        "node and cluster gone",
+        lambda: kube.get("rke2nodes", server.name) is None and kube.get("rke2clusters", "rbac") is None,
+        timeout=30,
+    )
+    assert sh(sb, agent, "test -f /etc/rancher/rke2/config.yaml && echo kept").strip() == "kept"
+
+    entries = audit(sb.kubeconfig_path)
+    calls = [e for e in entries if e.get("userAgent") != TEST_USER_AGENT]
+    (tmp_path / "operator-audit.json").write_text(json.dumps(calls))
+    print("operator clients:", dict(Counter(str(e.get("userAgent")).split(" ")[0] for e in calls)))
+    needed = rbac.used(calls)
+    print("permissions used:", sorted(needed))
+
+    # The run did exercise what the role is for (otherwise "nothing unused" would prove little).
+    exercised = {
+        ("rke2fleet.io", "rke2clusters", "watch"),
+        ("rke2fleet.io", "rke2nodes", "patch"),  # finalizers, Kopf's annotations
+        ("rke2fleet.io", "rke2clusters/status", "patch"),
+        ("rke2fleet.io", "rke2nodes/status", "patch"),
+        ("", "secrets", "create"),  # token and kubeconfig
+        ("", "secrets", "patch"),  # kubeconfig re-published
+        ("", "events", "create"),
+    }
+    assert exercised <= needed, sorted(exercised - needed)
+    assert not [e for e in calls if int(e.get("code") or 0) >= 500], "emulator errors in the run"
+
+    missing, unused = rbac.compare(rbac.load_cluster_role_rules(), calls)
+    assert missing == [], f"calls the ClusterRole does not allow: {missing}"
+    assert unused == [], f"ClusterRole permissions no call used: {unused}"
