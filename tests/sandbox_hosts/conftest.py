@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -57,7 +58,13 @@ def _ticks_now() -> int:
 
 def assert_gone(before: Snapshot, state_dir: Path) -> None:
     """Nothing of the sandbox is left: no process of its hosts, no state directory."""
-    survivors = [pid for pid, start in before.processes.items() if process_start_time(pid) == start]
+    # A process that was exiting on its own at the snapshot (an sshd child whose client just
+    # left) may still show in /proc for a moment, after it has left its namespaces.
+    deadline = time.monotonic() + 2.0
+    while survivors := [pid for pid, start in before.processes.items() if process_start_time(pid) == start]:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     assert not survivors, f"processes left behind: {survivors}"
     now_in = pids_in_namespaces(before.namespaces)
     old = [pid for pids in now_in.values() for pid in pids if (process_start_time(pid) or 0) <= before.ticks]

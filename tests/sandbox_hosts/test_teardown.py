@@ -126,12 +126,13 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
 
 
 def test_five_hosts_up_and_down_timing(tmp_path: Path) -> None:
+    """The whole sandbox: hosts, installer endpoint, load balancer and API emulator."""
     started = time.monotonic()
-    sandbox = Sandbox.up(tmp_path / "sb", 3, 2, emulator=False, installer=False)
+    sandbox = Sandbox.up(tmp_path / "sb", 3, 2, emulator=True, installer=True)
     up_s = time.monotonic() - started
     before = Snapshot(sandbox)
     started = time.monotonic()
     assert sandbox.down() == []
     down_s = time.monotonic() - started
     assert_gone(before, tmp_path / "sb")
-    print(f"\n5 hosts (3 servers, 2 agents, load balancer): up {up_s:.2f} s, down {down_s:.2f} s")
+    print(f"\n5 hosts + installer + load balancer + emulator: up {up_s:.2f} s, down {down_s:.2f} s")

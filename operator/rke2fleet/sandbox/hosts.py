@@ -388,6 +388,7 @@ def end_hosts(hosts: Sequence[SandboxHost], timeout: float = 5.0) -> list[int]:
     """
     anchors = {h.mnt_ns: a for h in hosts if h.mnt_ns and (a := _anchor(h)) is not None}
     deadline = time.monotonic() + timeout
+    killed: list[ProcessRecord] = []
     while True:
         found = pids_in_namespaces(anchors)
         left = [pid for ns, pids in found.items() for pid in pids if pid != anchors[ns].pid]
@@ -395,12 +396,15 @@ def end_hosts(hosts: Sequence[SandboxHost], timeout: float = 5.0) -> list[int]:
             break
         if time.monotonic() > deadline:
             return left
+        killed += [ProcessRecord.of(pid) for pid in left]
         _kill_all(left)
         time.sleep(0.01)
     _kill_all([a.pid for a in anchors.values() if a.alive()])
-    while any(a.alive() for a in anchors.values()):
+    # A dying process leaves its namespaces before it is gone: wait for every one to be gone.
+    killed += anchors.values()
+    while alive := [rec.pid for rec in killed if rec.alive()]:
         if time.monotonic() > deadline:
-            return [a.pid for a in anchors.values() if a.alive()]
+            return alive
         time.sleep(0.01)
     return []
 

@@ -9,7 +9,6 @@ keeps running (also after the calling process exits) and `Sandbox.load(state_dir
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib.util
 import shutil
 import signal
@@ -37,7 +36,7 @@ from rke2fleet.sandbox.state import (
 if TYPE_CHECKING:
     from rke2fleet.sandbox.installer import InstallerHandle
 
-NET_LOCK = Path("/run/lock/rke2fleet-sandbox-net.lock")
+NET_LOCK = "\0rke2fleet-sandbox-net"
 FIRST_HOST_OCTET = 10
 LB_OCTET = 2
 INSTALLER_OCTET = 1
@@ -402,15 +401,23 @@ def _keygen_async(path: Path, comment: str) -> subprocess.Popen[bytes]:
 
 
 @contextlib.contextmanager
-def _net_lock() -> Iterator[None]:
-    """Serialise address allocation between sandboxes started at the same time on this machine."""
-    NET_LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with open(NET_LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def _net_lock(timeout: float = 60.0) -> Iterator[None]:
+    """Serialise address allocation between sandboxes started at the same time on this machine.
+
+    An abstract unix socket name is the lock: the kernel releases it when its holder exits,
+    and it leaves no file behind.
+    """
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as lock:
+        while True:
+            try:
+                lock.bind(NET_LOCK)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise H.SandboxError("another sandbox holds the address lock for too long") from None
+                time.sleep(0.02)
+        yield
 
 
 def _bindable(address: str, port: int) -> bool:
