@@ -20,6 +20,8 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
+from rke2fleet.sandbox.hosts import SandboxError
+
 CONNECT_TIMEOUT = 2.0
 DEFAULT_PORTS = (9345, 6443)
 
@@ -122,7 +124,7 @@ def await_ready(proc: subprocess.Popen[bytes], what: str) -> None:
     proc.stdout.close()
     if line.strip() != b"ready":
         proc.wait(timeout=5)
-        raise RuntimeError(f"{what} did not start (exit {proc.returncode})")
+        raise SandboxError(f"{what} did not start (exit {proc.returncode})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -271,18 +271,21 @@ class Sandbox:
                 proc = H.start_sshd(layout, host)
                 host.sshd = self._adopt(proc)
                 sshds.append(proc)
+            lb = None
+            if load_balancer and servers > 0:
+                lb = start_load_balancer(
+                    f"127.0.{net}.{LB_OCTET}",
+                    [h.address for h in self.servers],
+                    log_path=str(layout.logs / "lb.log"),
+                )
+                self.record.services["loadBalancer"] = self._adopt(lb)
             if installer:
                 self._start_installer(f"127.0.{net}.{INSTALLER_OCTET}")
             for host, proc in zip(self.record.hosts, sshds, strict=True):
                 H.wait_listening(host.address, host.port, deadline, proc)
-            if load_balancer and servers > 0:
-                lb_address = f"127.0.{net}.{LB_OCTET}"
-                lb = start_load_balancer(
-                    lb_address, [h.address for h in self.servers], log_path=str(layout.logs / "lb.log")
-                )
-                self.record.services["loadBalancer"] = self._adopt(lb)
+            if lb is not None:
                 await_ready(lb, "load balancer")
-                self.record.load_balancer = lb_address
+                self.record.load_balancer = f"127.0.{net}.{LB_OCTET}"
         if emu_proc is not None:
             self._await_emulator(emu_proc, deadline)
         self.save()
