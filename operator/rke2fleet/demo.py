@@ -33,8 +33,6 @@ SERVERS, AGENTS = 3, 2
 READY_TIMEOUT = float(os.environ.get("RKE2FLEET_DEMO_TIMEOUT", "180"))
 REFRESH = 0.5
 LOG_TAIL_LINES = 30
-# How often the operator re-checks nodes and the cluster: short, so the demo shows each step promptly.
-OPERATOR_ENV = {"RKE2FLEET_NODE_TICK": "2", "RKE2FLEET_CLUSTER_TICK": "1"}
 REQUIRED_TOOLS = ("unshare", "nsenter", "/usr/sbin/sshd", "ssh-keygen")
 KUBECTL_ON_SERVER = "KUBECONFIG=/etc/rancher/rke2/rke2.yaml /var/lib/rancher/rke2/bin/kubectl get nodes -o wide"
 
@@ -171,7 +169,7 @@ class Demo:
     def start_operator(self) -> None:
         assert self.sandbox is not None
         self.operator = DemoOperator(self.sandbox)
-        self.operator.start(self.sandbox, OPERATOR_ENV)
+        self.operator.start(self.sandbox)
         self.say(f"operator started (pid {self.operator.pid}), log: {self.operator.log_path}")
 
     def apply_cluster(self) -> None:
@@ -227,7 +225,10 @@ class Demo:
                 raise DemoError(f"the operator exited with status {code}")
             if time.monotonic() > deadline:
                 self.view.final()
-                raise DemoError(f"the cluster was not Ready after {READY_TIMEOUT:.0f}s")
+                errors = [f"{n['metadata']['name']}: {n['status']['lastError']}"
+                          for n in nodes if (n.get("status") or {}).get("lastError")]  # fmt: skip
+                detail = "".join(f"\n  {line}" for line in errors)
+                raise DemoError(f"the cluster was not Ready after {READY_TIMEOUT:.0f}s{detail}")
             time.sleep(REFRESH)
 
     # ------------------------------------------------------------ results

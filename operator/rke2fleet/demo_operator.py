@@ -39,7 +39,8 @@ class DemoOperator:
     def pid(self) -> int:
         return self.proc.pid if self.proc else 0
 
-    def start(self, sandbox: Sandbox, env: dict[str, str]) -> None:
+    def start(self, sandbox: Sandbox) -> None:
+        """Started as shipped: its re-check periods (RKE2FLEET_NODE_TICK, ...) come from the environment."""
         argv = [sys.executable, "-m", "rke2fleet", "run", "-A",
                 "--metrics-port", str(self.metrics_port), "--health-port", "0"]  # fmt: skip
         with self.log_path.open("ab") as log:
@@ -48,7 +49,7 @@ class DemoOperator:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "KUBECONFIG": str(self.kubeconfig), **env},
+                env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
                 # Its own session: a Ctrl-C in the terminal reaches the demo only, which stops it in order.
                 start_new_session=True,
             )

@@ -42,15 +42,16 @@ def time_to_ready(output: str) -> float:
     return float(match[1])
 
 
-def assert_no_secret_material(run: DemoRun) -> None:
+def assert_no_secret_material(run: DemoRun, ready: bool = True) -> None:
     assert run.client_key, "the client key was never seen in the state directory"
     key_lines = [ln for ln in run.client_key.splitlines() if len(ln) > 20 and "PRIVATE KEY" not in ln]
     assert key_lines
     assert not [ln for ln in key_lines if ln in run.output], "private key material in the demo output"
     assert "PRIVATE KEY" not in run.output
-    assert "client-key-data: <elided>" in run.output
-    assert "client-certificate-data: <elided>" in run.output
     assert "ssh-privatekey:" not in run.output  # the Secret's data is described, never shown
+    if ready:
+        assert "client-key-data: <elided>" in run.output
+        assert "client-certificate-data: <elided>" in run.output
 
 
 def test_demo_reaches_ready_prints_the_result_and_cleans_up(demo_state_dir: Path) -> None:
@@ -159,6 +160,22 @@ def test_a_running_sandbox_in_the_state_dir_is_taken_down_first(demo_state_dir: 
     out = run.output
     assert code == 0, out
     assert f"a sandbox is already running in {demo_state_dir}" in out
+    assert run.record is not None
+    assert_nothing_left(run.record, demo_state_dir, run.host_processes)
+
+
+def test_not_ready_in_time_is_a_clear_error_with_the_log_tail(demo_state_dir: Path) -> None:
+    run = DemoRun(["demo", "--state-dir", str(demo_state_dir)], demo_state_dir, env={"RKE2FLEET_DEMO_TIMEOUT": "3"})
+    try:
+        code = run.wait()
+    finally:
+        run.kill()
+    out = run.output
+    assert code == 1, out
+    assert "demo failed: the cluster was not Ready after 3s" in out and "Traceback" not in out
+    assert re.search(r"^cluster demo: phase \w+, servers", out, re.M)  # the last table
+    assert "lines of the operator log" in out and "kopf" in out
+    assert_no_secret_material(run, ready=False)
     assert run.record is not None
     assert_nothing_left(run.record, demo_state_dir, run.host_processes)
 
