@@ -21,8 +21,9 @@ from rke2fleet.handlers.access import Waiting, build_target, read_token
 from rke2fleet.handlers.observe import observed
 from rke2fleet.handlers.state import FleetState
 from rke2fleet.handlers.status import node_status_patch, post_events
+from rke2fleet.hostaccess import HostTarget
 from rke2fleet.reconcile.conditions import Cond
-from rke2fleet.reconcile.node_pass import NodeInputs, NodeOutcome, node_pass
+from rke2fleet.reconcile.node_pass import NodeInputs, NodeOutcome, node_pass, probe
 from rke2fleet.reconcile.ordering import GoAhead, choose_init_server, may_disrupt
 from rke2fleet.reconcile.tokens import token_values
 
@@ -63,6 +64,7 @@ async def reconcile_node(
     except SpecError as exc:
         _invalid(body, patch, status, generation, exc, "the node spec")
         raise kopf.PermanentError(str(exc)) from None
+    target: HostTarget | None = None
     try:
         cname, centry = _cluster_of(clusters, namespace, spec)
         try:
@@ -79,6 +81,7 @@ async def reconcile_node(
                 [Cond("Ready", condition_ready(status), "Paused", f"cluster {cname} is paused")],
             )
             return None
+        target = await build_target(fleet, namespace, cluster, node, status)
         cstatus = centry["status"]
         siblings = indexes.many(nodes, ckey)
         servers = [(e["name"], str(e["spec"].get("address"))) for e in siblings if e["spec"].get("role") == "server"]
@@ -91,16 +94,15 @@ async def reconcile_node(
         if not version and not is_init:
             raise Waiting("WaitingForVersion", "waiting for the init server to resolve the channel's version")
         token = await read_token(fleet, namespace, cname, cluster)
-        target = await build_target(fleet, namespace, cluster, node, status)
     except Waiting as w:
+        # Nothing to change yet, but say whether the host answers: a read-only probe.
+        probed = await probe(fleet.pool, target) if target is not None else NodeOutcome()
+        fields = {"phase": probed.status.get("phase") or status.get("phase") or "Pending", **probed.status}
         node_status_patch(
-            patch,
-            status,
-            generation,
-            {"phase": status.get("phase") or "Pending"},
-            [Cond("Ready", False, w.reason, str(w))],
+            patch, status, generation, fields, [*probed.conditions, Cond("Ready", False, w.reason, str(w))]
         )
-        return w.delay
+        post_events(body, fleet.new_events((namespace, name), probed.events))
+        return max(w.delay, probed.retry_after or 0)
 
     secrets = token_values(token)
 
@@ -118,9 +120,16 @@ async def reconcile_node(
     def release() -> None:
         fleet.busy[ckey].discard(name)
 
-    def on_phase(phase: str, plan: list[str]) -> None:
-        # Progress for people watching `kubectl get rkn -w`: one write per phase change.
-        fleet.spawn(fleet.kube.patch_status("rke2nodes", namespace, name, {"phase": phase, "plan": plan}))
+    progress: dict[str, Any] = {}
+
+    async def on_phase(phase: str, plan: list[str]) -> None:
+        # Progress for people watching `kubectl get rkn -w`: one write per phase change,
+        # awaited so that it can never land after the pass's final status.
+        try:
+            await fleet.kube.patch_status("rke2nodes", namespace, name, {"phase": phase, "plan": plan})
+            progress.update(phase=phase, plan=plan)
+        except Exception as exc:  # progress is a nicety: never fail the pass over it
+            logger.warning("could not write progress of %s: %s", name, type(exc).__name__)
 
     outcome: NodeOutcome = await node_pass(
         fleet.pool,
@@ -144,9 +153,9 @@ async def reconcile_node(
     accepted = fleet.pool.accepted_key(target)
     if accepted:
         outcome.status["hostKey"] = accepted
-    fleet.last_pass[(namespace, name)] = time.monotonic()
-    node_status_patch(patch, status, generation, outcome.status, outcome.conditions)
-    post_events(body, outcome.events)
+    # Diff against what is stored now, progress writes included.
+    node_status_patch(patch, {**status, **progress}, generation, outcome.status, outcome.conditions)
+    post_events(body, fleet.new_events((namespace, name), outcome.events))
     _export(namespace, cname, name, node.role, status, outcome)
     if outcome.host_actions:
         logger.info("node %s: %s", name, "; ".join(outcome.status.get("plan") or []) or "converged")
@@ -194,6 +203,9 @@ async def node_changed(*, memo: Any, name: str, namespace: Any, **kw: Any) -> No
     with observed("RKE2Node", namespace, name):
         async with fleet.node_locks[(namespace, name)]:
             delay = await reconcile_node(memo=memo, name=name, namespace=namespace, timer=False, **_pick(kw))
+        fleet.next_pass[(namespace, name)] = time.monotonic() + (
+            delay or _drift_interval(kw.get("clusters"), {**kw, "namespace": namespace})
+        )
         if delay is not None:
             raise kopf.TemporaryError("not converged yet; see status", delay=delay)
 
@@ -205,22 +217,20 @@ async def node_tick(*, memo: Any, name: str, namespace: Any, spec: Any, **kw: An
     if lock.locked():
         return
     ckey = (namespace, str(spec.get("cluster")))
-    centry = indexes.one(kw["clusters"], ckey)
-    interval = 300.0
-    if centry is not None:
-        try:
-            interval = parse_duration(str(centry["spec"].get("driftCheckInterval", "5m")))
-        except ValueError:
-            pass
+    interval = _drift_interval(kw["clusters"], {"spec": spec, "namespace": namespace})
     key = (namespace, name)
-    due = time.monotonic() - fleet.last_pass.get(key, 0.0) >= interval
+    due = time.monotonic() >= fleet.next_pass.get(key, 0.0)
     woken = fleet.wake_seen.get(key, 0) < fleet.wake[ckey]
     if not (due or woken):
         return
     fleet.wake_seen[key] = fleet.wake[ckey]
     with observed("RKE2Node", namespace, name):
         async with lock:
-            await reconcile_node(memo=memo, name=name, namespace=namespace, spec=spec, timer=not woken, **_pick(kw))
+            delay = await reconcile_node(
+                memo=memo, name=name, namespace=namespace, spec=spec, timer=not woken, **_pick(kw)
+            )
+    # Not settled (waiting for its turn, retrying a failure): come back soon, not in a drift interval.
+    fleet.next_pass[key] = time.monotonic() + (delay if delay is not None else interval)
 
 
 @kopf.on.delete(GROUP, VERSION, "rke2nodes")
@@ -240,8 +250,17 @@ async def node_deleted(
             nodes=kw["nodes"],
             logger=logger,
         )
-    fleet.last_pass.pop((namespace, name), None)
+    fleet.next_pass.pop((namespace, name), None)
     metrics.forget_node(namespace, str(spec.get("cluster")), name)
+
+
+def _drift_interval(clusters: Any, kw: dict[str, Any]) -> float:
+    spec = kw.get("spec") or {}
+    centry = indexes.one(clusters, (kw.get("namespace"), str(spec.get("cluster")))) if clusters is not None else None
+    try:
+        return parse_duration(str((centry or {}).get("spec", {}).get("driftCheckInterval", "5m")))
+    except ValueError:
+        return 300.0
 
 
 def _pick(kw: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ class FleetState:
     busy: defaultdict[ClusterKey, set[str]] = field(default_factory=lambda: defaultdict(set))
     # Nodes whose desired state changed (cluster spec update): the next timer tick reconciles them.
     kubeconfig_checked: dict[ClusterKey, float] = field(default_factory=dict)
-    last_pass: dict[NodeKey, float] = field(default_factory=dict)
+    next_pass: dict[NodeKey, float] = field(default_factory=dict)  # monotonic time of the next timer pass
     wake: defaultdict[ClusterKey, int] = field(default_factory=lambda: defaultdict(int))
     wake_seen: dict[NodeKey, int] = field(default_factory=dict)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -38,6 +38,16 @@ class FleetState:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    last_events: dict[NodeKey, set[tuple[str, str]]] = field(default_factory=dict)
+
+    def new_events(self, key: NodeKey, events: list[Any]) -> list[Any]:
+        """Events not already posted for the same standing problem (retries would repeat them)."""
+        seen = self.last_events.setdefault(key, set())
+        fresh = [e for e in events if e.type == "Normal" or (e.reason, e.message) not in seen]
+        warnings = {(e.reason, e.message) for e in events if e.type == "Warning"}
+        self.last_events[key] = warnings
+        return fresh
 
     def wake_cluster(self, key: ClusterKey) -> None:
         """The cluster's desired state changed: every node re-plans at its next tick."""

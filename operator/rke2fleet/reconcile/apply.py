@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from rke2fleet.hostaccess import CommandFailed, HostTarget, SSHPool, redact
@@ -55,9 +55,14 @@ async def wait_ready(
     interval: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Poll `systemctl is-active` with our own timeout: RKE2's units have TimeoutStartSec=0."""
+    """Poll `systemctl is-active` with our own timeout: RKE2's units have TimeoutStartSec=0.
+
+    A unit that keeps failing stays `activating` (auto-restart) forever, so the journal is
+    read too: a main-process exit since the last stop means this start failed.
+    """
     deadline = clock() + timeout
     unit = desired.unit
+    polls = 0
     while True:
         res = await pool.run(target, ["systemctl", "is-active", unit], check=False)
         state = res.stdout.strip()
@@ -66,16 +71,37 @@ async def wait_ready(
         if state in ("failed", "inactive"):
             tail = await journal_tail(pool, target, unit, secrets)
             raise StepFailed(Step.WAIT_READY, "ServiceFailed", f"{unit} failed to start: {tail}")
+        polls += 1
+        if polls % 4 == 0:
+            lines = await journal_lines(pool, target, unit, secrets)
+            failure = start_failure(lines, unit)
+            if failure:
+                raise StepFailed(Step.WAIT_READY, "ServiceFailed", f"{unit} failed to start: {failure}")
         if clock() > deadline:
             tail = await journal_tail(pool, target, unit, secrets)
             raise StepFailed(Step.WAIT_READY, "ReadinessTimeout", f"{unit} not active after {timeout:.0f}s: {tail}")
         await asyncio.sleep(interval)
 
 
+def start_failure(lines: list[str], unit: str) -> str | None:
+    """The reason the current start attempt failed, judged from the journal since the last stop."""
+    last_stop = max((i for i, ln in enumerate(lines) if f"Stopped {unit}" in ln), default=-1)
+    segment = lines[last_stop + 1 :]
+    if not any("Main process exited" in ln for ln in segment):
+        return None
+    reasons = [ln for ln in segment if "level=fatal" in ln or "level=error" in ln]
+    return (reasons or [ln for ln in segment if "Main process exited" in ln])[-1].strip()
+
+
+async def journal_lines(pool: SSHPool, target: HostTarget, unit: str, secrets: list[str]) -> list[str]:
+    res = await pool.run(target, ["journalctl", "-u", unit, "-n", "60", "--no-pager"], check=False)
+    return [redact(ln, secrets) for ln in res.stdout.splitlines() if ln.strip()]
+
+
 async def journal_tail(pool: SSHPool, target: HostTarget, unit: str, secrets: list[str]) -> str:
-    res = await pool.run(target, ["journalctl", "-u", unit, "-n", str(JOURNAL_LINES), "--no-pager"], check=False)
-    lines = [ln for ln in res.stdout.splitlines() if ln.strip()][-5:]
-    return redact(" | ".join(lines), secrets) or "(journal empty)"
+    lines = (await journal_lines(pool, target, unit, secrets))[-JOURNAL_LINES:]
+    reasons = [ln for ln in lines if "level=fatal" in ln or "level=error" in ln]
+    return " | ".join((reasons or lines)[-3:]) or "(journal empty)"
 
 
 async def apply_plan(
@@ -86,12 +112,12 @@ async def apply_plan(
     *,
     readiness_timeout: float,
     secrets: list[str],
-    on_step: Callable[[Step], None] | None = None,
+    on_step: Callable[[Step], Awaitable[None]] | None = None,
 ) -> ApplyResult:
     result = ApplyResult()
     for action in plan.actions:
         if on_step:
-            on_step(action.step)
+            await on_step(action.step)
         step = action.step
         try:
             if step is Step.INSTALL:

@@ -7,7 +7,7 @@ and a claim function, and writes the returned status and Events.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +109,23 @@ def access_failure(exc: HostAccessError, target: HostTarget) -> NodeOutcome:
     return out
 
 
+async def probe(pool: SSHPool, target: HostTarget) -> NodeOutcome:
+    """Read-only: can we reach and trust the host? Used while the node waits on its cluster."""
+    try:
+        facts = await read_facts(pool, target)
+    except HostAccessError as exc:
+        return access_failure(exc, target)
+    except FactsError as exc:
+        return NodeOutcome(status={"lastError": str(exc)}, conditions=[Cond("Reachable", True, "BadFacts", str(exc))])
+    return NodeOutcome(
+        status=_facts_status(facts),
+        conditions=[
+            Cond("Reachable", True, "Connected", f"{target.endpoint} answered"),
+            Cond("HostKeyVerified", True, "KeyMatched", "host key verified"),
+        ],
+    )
+
+
 def steady_conditions(desired: DesiredNode, facts: HostFacts, target: HostTarget) -> list[Cond]:
     unit = facts.unit(desired.role)
     installed = facts.installed_version
@@ -144,7 +161,7 @@ async def node_pass(
     *,
     go_ahead: Callable[[], GoAhead],
     release: Callable[[], None],
-    on_phase: Callable[[str, list[str]], Any] | None = None,
+    on_phase: Callable[[str, list[str]], Awaitable[None]] | None = None,
     repair: bool = True,
 ) -> NodeOutcome:
     """`go_ahead` claims the node's turn in the cluster's ordering (released by `release`)."""
@@ -207,15 +224,15 @@ async def _apply(
     facts: HostFacts,
     plan: Plan,
     out: NodeOutcome,
-    on_phase: Callable[[str, list[str]], Any] | None,
+    on_phase: Callable[[str, list[str]], Awaitable[None]] | None,
 ) -> NodeOutcome:
     last_phase: list[str] = []
 
-    def step_started(step: Step) -> None:
+    async def step_started(step: Step) -> None:
         phase = PHASE_FOR_STEP[step]
         if on_phase and (not last_phase or last_phase[-1] != phase):
             last_phase.append(phase)
-            on_phase(phase, plan.summary())
+            await on_phase(phase, plan.summary())
 
     started = time.monotonic()
     try:
