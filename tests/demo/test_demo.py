@@ -55,13 +55,22 @@ def assert_no_secret_material(run: DemoRun, ready: bool = True) -> None:
 
 
 def test_demo_reaches_ready_prints_the_result_and_cleans_up(demo_state_dir: Path) -> None:
-    run = DemoRun(["demo", "--state-dir", str(demo_state_dir)], demo_state_dir)
+    # A sandbox left running in the state directory (say by `demo --keep`) is taken down first.
+    old = Sandbox.up(demo_state_dir, 1, 0, emulator=False, installer=False, load_balancer=False)
     try:
-        code = run.wait()
+        run = DemoRun(["demo", "--state-dir", str(demo_state_dir)], demo_state_dir)
+        try:
+            run.wait_for_line("starting a sandbox of 3 servers")
+            assert not old.running(), "the earlier sandbox is still running"
+            code = run.wait()
+        finally:
+            run.kill()
     finally:
-        run.kill()
+        if old.running():  # else the directory is the demo's now: the fixture ends what is there
+            old.down()
     out = run.output
     assert code == 0, out
+    assert f"a sandbox is already running in {demo_state_dir}" in out
     elapsed = time_to_ready(out)
     assert elapsed < READY_BUDGET, out
 
@@ -142,25 +151,6 @@ def test_ctrl_c_cleans_up(demo_state_dir: Path) -> None:
     assert code == 130, out
     assert "interrupted: cleaning up" in out and "Traceback" not in out
     assert run.record is not None and "operator" in run.record.services
-    assert_nothing_left(run.record, demo_state_dir, run.host_processes)
-
-
-def test_a_running_sandbox_in_the_state_dir_is_taken_down_first(demo_state_dir: Path) -> None:
-    old = Sandbox.up(demo_state_dir, 1, 0, emulator=False, installer=False, load_balancer=False)
-    try:
-        run = DemoRun(["demo", "--state-dir", str(demo_state_dir)], demo_state_dir)
-        try:
-            run.wait_for_line("starting a sandbox of 3 servers")
-            assert not old.running(), "the earlier sandbox is still running"
-            code = run.wait()
-        finally:
-            run.kill()
-    finally:
-        old.down()
-    out = run.output
-    assert code == 0, out
-    assert f"a sandbox is already running in {demo_state_dir}" in out
-    assert run.record is not None
     assert_nothing_left(run.record, demo_state_dir, run.host_processes)
 
 
