@@ -6,6 +6,7 @@ the lines that changed otherwise (so CI logs stay readable).
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -108,7 +109,9 @@ class LiveView:
         # Cursor to the start of the table drawn last time, then rewrite each line (clearing it).
         parts = [f"\x1b[{self._drawn}F"] if self._drawn else []
         lines = [*self.lines, f"elapsed {time.monotonic() - self.started:.1f}s"]
-        parts += [f"\x1b[2K{line}\n" for line in lines]
+        # A wrapped line would break the cursor arithmetic: cut lines to the terminal's width.
+        width = max(20, shutil.get_terminal_size().columns - 1)
+        parts += [f"\x1b[2K{line[:width]}\n" for line in lines]
         self.out.write("".join(parts))
         self.out.flush()
         self._drawn = len(lines)
