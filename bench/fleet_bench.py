@@ -1,0 +1,112 @@
+"""`make bench`: the operator against an Ansible baseline on sandbox hosts, at fleet size.
+
+1. converge: servers + agents bare → Ready, operator and Ansible alternately (`--rounds` each);
+2. steady state: passes with nothing to do, SSH commands counted on the hosts, API writes
+   counted by the emulator; 3. the same at each `--scale` size; 4. control-plane load with
+   `--objects` RKE2Nodes. Prints a table (see BENCHMARKS.md for what limits each number).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fleetbench.converge import converge_ansible, converge_operator, facts_floor, start_floor
+from fleetbench.fleet import Fleet
+from fleetbench.load import control_plane_load
+from fleetbench.report import Results, markdown_table, text_table
+from fleetbench.steady import PassResult, drift_window, wake_pass
+
+from rke2fleet.reconcile.tokens import generate_token
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--servers", type=int, default=3, help="servers of the converge fleet (default 3)")
+    p.add_argument("--agents", type=int, default=47, help="agents of the converge fleet (default 47)")
+    p.add_argument("--rounds", type=int, default=2, help="operator/Ansible alternations (default 2)")
+    p.add_argument("--scale", default="50,100,200", help="host counts of the steady-state runs (1 server + N-1 agents)")
+    p.add_argument("--objects", type=int, default=1000, help="RKE2Nodes for the control-plane load (default 1000)")
+    p.add_argument("--node-tick", type=float, default=2.0, help="RKE2FLEET_NODE_TICK of the operator (default 2)")
+    p.add_argument("--cluster-tick", type=float, default=1.0, help="RKE2FLEET_CLUSTER_TICK (default 1)")
+    p.add_argument("--drift", type=float, default=10.0, help="driftCheckInterval of the drift window, s (default 10)")
+    p.add_argument("--workdir", default=None, help="where sandboxes and logs go (default: a new temp dir)")
+    p.add_argument("--json", default=None, help="also write the figures as JSON to this file")
+    p.add_argument("--markdown", default=None, help="also write the table as Markdown to this file")
+    return p.parse_args(argv)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def steady_state(fleet: Fleet, args: argparse.Namespace) -> list[PassResult]:
+    wake = wake_pass(fleet, args.node_tick, "59m")
+    drift = drift_window(fleet, args.node_tick, args.drift)
+    log(f"  steady {len(fleet.sb.hosts)} hosts: wake {wake.per_pass:.2f} cmd/pass in {wake.seconds:.2f}s, "
+        f"drift {drift.per_pass:.2f} cmd/pass, node writes {wake.node_writes}+{drift.node_writes}")  # fmt: skip
+    return [wake, drift]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        print("fleet_bench: the sandbox needs root (namespaces, sshd)", file=sys.stderr)
+        return 2
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rke2fleet-bench-", dir="/var/tmp"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.chmod(0o700)
+    scale = [int(n) for n in args.scale.split(",") if n.strip()]
+    res = Results(settings={
+        "command": "python bench/fleet_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "operator ticks": f"RKE2FLEET_NODE_TICK={args.node_tick:g}, RKE2FLEET_CLUSTER_TICK={args.cluster_tick:g}",
+    })  # fmt: skip
+    log(f"work directory {workdir}")
+    res.start_floor_s = start_floor(workdir)
+    log(f"floor: systemctl start → active in {res.start_floor_s:.2f}s")
+    size = args.servers + args.agents
+    steady_done: set[int] = set()
+    for rnd in range(1, args.rounds + 1):
+        token = generate_token()
+        with Fleet(workdir, f"op{rnd}", args.servers, args.agents) as fleet:
+            c = converge_operator(fleet, rnd, token, args.node_tick, args.cluster_tick)
+            res.converge.append(c)
+            log(f"round {rnd}: operator {c.seconds:.1f}s (hosts ready {c.hosts_ready_seconds:.1f}s)")
+            if rnd == 1:
+                res.facts_floor_s = facts_floor(fleet)
+                if size in scale:
+                    res.steady += steady_state(fleet, args)
+                    steady_done.add(size)
+        with Fleet(workdir, f"ansible{rnd}", args.servers, args.agents) as fleet:
+            c = converge_ansible(fleet, workdir, rnd, token)
+            res.converge.append(c)
+            log(f"round {rnd}: ansible {c.seconds:.1f}s (hosts ready {c.hosts_ready_seconds:.1f}s)")
+    for n in scale:
+        if n in steady_done:
+            continue
+        with Fleet(workdir, f"scale{n}", 1, n - 1) as fleet:
+            c = converge_operator(fleet, 0, generate_token(), args.node_tick, args.cluster_tick)
+            log(f"scale {n}: converged in {c.seconds:.1f}s")
+            res.steady += steady_state(fleet, args)
+    if args.objects:
+        res.load = control_plane_load(workdir, args.objects, args.node_tick, args.cluster_tick)
+        log(f"load: {args.objects} objects processed in {res.load.seconds:.1f}s")
+    print()
+    print(text_table(res))
+    if args.json:
+        Path(args.json).write_text(json.dumps(dataclasses.asdict(res), indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown_table(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Converge: bare hosts → every node Ready, by the operator and by the Ansible baseline."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetbench.ansible_run import run_playbook
+from fleetbench.fleet import CLUSTER, Fleet
+from rke2fleet.reconcile.tokens import generate_token
+
+CONVERGE_TIMEOUT = 900.0
+
+
+@dataclass(frozen=True)
+class ConvergeResult:
+    tool: str  # operator | ansible
+    round: int
+    seconds: float  # launch of the tool → it reports done (cluster Ready / playbook exit)
+    hosts_ready_seconds: float  # launch → last host's rke2 ready in the datastore (host side)
+
+
+def converge_operator(fleet: Fleet, round_: int, token: str, node_tick: float, cluster_tick: float,
+                      drift: str = "1h") -> ConvergeResult:
+    """Manifests applied first, then the clock starts with the operator process."""
+    fleet.kube.create_token_secret(token)
+    for doc in fleet.manifests(drift):
+        fleet.kube.create(doc)
+    wall0, t0 = time.time(), time.monotonic()
+    fleet.start_operator(node_tick, cluster_tick)
+    done = fleet.kube.wait_phase("rke2clusters", CLUSTER, "Ready", timeout=CONVERGE_TIMEOUT)
+    last_ready = fleet.wait_all_ready(timeout=30)
+    return ConvergeResult("operator", round_, done - t0, last_ready - wall0)
+
+
+def converge_ansible(fleet: Fleet, workdir: Path, round_: int, token: str) -> ConvergeResult:
+    docs = fleet.manifests("1h")
+    wall0 = time.time()
+    run = run_playbook(workdir, f"{fleet.label}", fleet.sb, docs, token)
+    if run.returncode != 0:
+        raise RuntimeError(f"ansible-playbook exited with {run.returncode} (see {run.log})")
+    last_ready = fleet.wait_all_ready(timeout=30)
+    return ConvergeResult("ansible", round_, run.seconds, last_ready - wall0)
+
+
+def start_floor(workdir: Path, samples: int = 3) -> float:
+    """The stand-in's own start path: one blocking `systemctl start` → active on one idle host
+    (median of `samples`), run inside the host without SSH. Installed and configured beforehand."""
+    with Fleet(workdir, "floor", 1, 0) as fleet:
+        sb = fleet.sb
+        host = sb.hosts[0]
+        script = (
+            f"curl -sfL {sb.installer_url}/install.sh | INSTALL_RKE2_VERSION=v1.35.7+rke2r1 sh - >/dev/null 2>&1"
+            f" && mkdir -p /etc/rancher/rke2 && printf 'token: %s\\nnode-name: {host.name}\\n' "
+            f"{generate_token()} > /etc/rancher/rke2/config.yaml && systemctl enable rke2-server >/dev/null 2>&1"
+        )
+        if sb.run_on_host(host, script).returncode != 0:
+            raise RuntimeError("floor: install on the sandbox host failed")
+        times = []
+        for _ in range(samples):
+            t0 = time.monotonic()
+            res = sb.run_on_host(host, "systemctl start rke2-server && systemctl is-active rke2-server")
+            times.append(time.monotonic() - t0)
+            if res.stdout.strip() != b"active":
+                raise RuntimeError("floor: rke2-server did not become active")
+            sb.run_on_host(host, "systemctl stop rke2-server")
+        return sorted(times)[len(times) // 2]
+
+
+def facts_floor(fleet: Fleet, samples: int = 5) -> float:
+    """What the operator's one facts command costs on a host by itself (no SSH): the median of
+    `samples` runs of the facts script inside one converged host."""
+    from rke2fleet.reconcile.facts import FACTS_SCRIPT
+
+    host = fleet.sb.hosts[-1]
+    times = []
+    for _ in range(samples):
+        t0 = time.monotonic()
+        fleet.sb.run_on_host(host, "sh -s", input=FACTS_SCRIPT.encode())
+        times.append(time.monotonic() - t0)
+    return sorted(times)[len(times) // 2]

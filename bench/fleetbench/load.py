@@ -1,0 +1,117 @@
+"""Control-plane load: many RKE2Node objects, most in a paused cluster (no SSH for them).
+
+Event-loop lag cannot be measured inside the operator without changing it, so it is measured
+from outside: Kopf's liveness endpoint (`--health-port`) is served by aiohttp ON the operator's
+event loop, so its response time while the objects are processed is the loop-lag proxy (it adds
+one local HTTP round trip, about a millisecond). Peak RSS is VmHWM from /proc/<pid>/status.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleetbench.fleet import CLUSTER, Fleet
+from rke2fleet import API_VERSION
+from rke2fleet.reconcile.tokens import generate_token
+
+PARKED = "parked"
+PROBE_PERIOD = 0.010
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    objects: int
+    live_hosts: int
+    seconds: float  # operator start → every paused node shows Paused and the live cluster is Ready
+    peak_rss_mb: float
+    lag_p50_ms: float
+    lag_p99_ms: float
+    lag_max_ms: float
+    probes: int
+    probe_failures: int
+
+
+class LoopProbe(threading.Thread):
+    """GET the liveness URL every 10 ms; response times once it first answers."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True, name="loop-probe")
+        self.url = url
+        self.samples: list[float] = []
+        self.failures = 0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            t0 = time.perf_counter()
+            try:
+                urllib.request.urlopen(self.url, timeout=5).read()  # noqa: S310 -- local probe URL
+                self.samples.append(time.perf_counter() - t0)
+            except (urllib.error.URLError, OSError):
+                if self.samples:
+                    self.failures += 1
+            self.stopped.wait(max(0.0, PROBE_PERIOD - (time.perf_counter() - t0)))
+
+
+def parked_docs(count: int, host_key: str) -> list[dict[str, Any]]:
+    """A paused cluster and `count` nodes on addresses nothing listens on (never contacted)."""
+    cluster = {
+        "apiVersion": API_VERSION, "kind": "RKE2Cluster", "metadata": {"name": PARKED, "namespace": "default"},
+        "spec": {"version": "v1.35.7+rke2r1", "paused": True, "registrationAddress": "10.255.0.1",
+                 "ssh": {"privateKeySecretRef": {"name": "fleet-ssh", "key": "ssh-privatekey"}}},
+    }  # fmt: skip
+    nodes = [
+        {"apiVersion": API_VERSION, "kind": "RKE2Node",
+         "metadata": {"name": f"parked-{i:04d}", "namespace": "default"},
+         "spec": {"cluster": PARKED, "role": "server" if i < 3 else "agent",
+                  "address": f"10.255.{i // 250}.{i % 250 + 2}", "hostKey": host_key}}
+        for i in range(count)
+    ]  # fmt: skip
+    return [cluster, *nodes]
+
+
+def percentile(samples: list[float], q: float) -> float:
+    if len(samples) < 2:
+        return samples[0] if samples else float("nan")
+    return statistics.quantiles(samples, n=100, method="inclusive")[int(q) - 1]
+
+
+def control_plane_load(workdir: Path, objects: int, node_tick: float, cluster_tick: float) -> LoadResult:
+    live = max(2, objects // 100)
+    with Fleet(workdir, "load", 1, live - 1) as fleet:
+        fleet.kube.create_token_secret(generate_token())
+        for doc in fleet.manifests("1h") + parked_docs(objects - live, fleet.sb.hosts[0].host_key_line):
+            fleet.kube.create(doc)
+        op = fleet.start_operator(node_tick, cluster_tick)
+        probe = LoopProbe(op.healthz)
+        t0 = time.monotonic()
+        probe.start()
+        try:
+            fleet.kube.wait_phase("rke2clusters", CLUSTER, "Ready", timeout=600, interval=1.0)
+            deadline = time.monotonic() + 600
+            while True:
+                nodes = fleet.kube.items("rke2nodes")
+                parked = [n for n in nodes if n["spec"]["cluster"] == PARKED]
+                if all((n.get("status") or {}).get("phase") == "Paused" for n in parked):
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the paused cluster's nodes were not all processed in 600s")
+                time.sleep(1.0)
+            seconds = time.monotonic() - t0
+        finally:
+            probe.stopped.set()
+            probe.join(timeout=10)
+        rss = op.peak_rss_mb()
+    ms = [s * 1000 for s in probe.samples]
+    return LoadResult(
+        objects=objects, live_hosts=live, seconds=seconds, peak_rss_mb=rss,
+        lag_p50_ms=percentile(ms, 50), lag_p99_ms=percentile(ms, 99), lag_max_ms=max(ms, default=float("nan")),
+        probes=len(ms), probe_failures=probe.failures,
+    )  # fmt: skip

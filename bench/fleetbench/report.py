@@ -1,0 +1,85 @@
+"""The benchmark's table: plain text for the terminal, Markdown for BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fleetbench.converge import ConvergeResult
+from fleetbench.load import LoadResult
+from fleetbench.steady import PassResult
+
+
+@dataclass
+class Results:
+    start_floor_s: float = 0.0
+    facts_floor_s: float = 0.0
+    converge: list[ConvergeResult] = field(default_factory=list)
+    steady: list[PassResult] = field(default_factory=list)
+    load: LoadResult | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem_kb = int(next(ln for ln in Path("/proc/meminfo").read_text().splitlines()
+                          if ln.startswith("MemTotal")).split()[1])  # fmt: skip
+    except (OSError, StopIteration, ValueError):
+        mem_kb = 0
+    memory = f"{mem_kb / 1024 / 1024:.1f} GiB RAM"
+    return f"{os.cpu_count()} cores ({model}), {memory}, {platform.system()} {platform.release()}"
+
+
+def rows(r: Results) -> list[tuple[str, str, str]]:
+    """(measure, value, target) rows."""
+    out: list[tuple[str, str, str]] = [("machine", machine(), ""), *((k, v, "") for k, v in r.settings.items())]
+    out.append(("floor: one `systemctl start` → active, 1 host", f"{r.start_floor_s:.2f} s", ""))
+    out.append(("floor: the facts command on 1 host (no SSH)", f"{r.facts_floor_s * 1000:.0f} ms", ""))
+    for c in r.converge:
+        value = f"{c.seconds:.1f} s (hosts ready {c.hosts_ready_seconds:.1f} s)"
+        out.append((f"converge round {c.round}: {c.tool}", value, ""))
+    ops = [c.seconds for c in r.converge if c.tool == "operator"]
+    ans = [c.seconds for c in r.converge if c.tool == "ansible"]
+    if ops and ans:
+        ratio = (sum(ans) / len(ans)) / (sum(ops) / len(ops))
+        out.append(("converge: Ansible / operator (mean wall times)", f"{ratio:.2f}x", ">= 5x"))
+    for p in r.steady:
+        missed = f", {p.hosts_missed} hosts without a pass" if p.hosts_missed else ""
+        other = "".join(f", {n} {k}" for k, n in sorted(p.other_writes.items()))
+        value = (
+            f"{p.per_pass:.2f} cmd/node/pass (max {p.max_per_pass}), {p.node_writes} node writes{other}, "
+            f"{p.passes} passes{missed}"
+        )
+        if p.kind == "wake":
+            value += f", trigger → last host checked {p.seconds:.2f} s"
+        target = "≤ 1 cmd, 0 writes" + (", ≤ 2 s at 50" if p.kind == "wake" else "")
+        out.append((f"steady {p.kind} pass, {p.hosts} hosts", value, target))
+    if r.load:
+        ld = r.load
+        value = (
+            f"peak RSS {ld.peak_rss_mb:.0f} MB, loop lag p50 {ld.lag_p50_ms:.1f} ms / p99 {ld.lag_p99_ms:.1f} ms "
+            f"(max {ld.lag_max_ms:.0f} ms, {ld.probes} probes), all processed in {ld.seconds:.1f} s"
+        )
+        label = f"control plane: {ld.objects} RKE2Nodes ({ld.live_hosts} live)"
+        out.append((label, value, "RSS < 200 MB, p99 < 50 ms"))
+    return out
+
+
+def text_table(r: Results) -> str:
+    data = rows(r)
+    w0 = max(len(a) for a, _, _ in data)
+    lines = [f"{a:<{w0}}  {b}" + (f"   [target {c}]" if c else "") for a, b, c in data]
+    return "\n".join(lines)
+
+
+def markdown_table(r: Results) -> str:
+    lines = ["| measure | value | target |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows(r)]
+    return "\n".join(lines) + "\n"
