@@ -24,7 +24,7 @@ crds: bootstrap
 	rke2fleet crds --output crds/
 
 bench: bootstrap
-	python bench/fleet_bench.py
+	pip install -q -e '.[bench]' && python bench/fleet_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info operator/*.egg-info
