@@ -21,6 +21,7 @@ NodePhase = Literal[
     "Installing",
     "Configuring",
     "Starting",
+    "Draining",
     "Ready",
     "Failed",
     "Unreachable",
@@ -103,3 +104,7 @@ class RKE2NodeStatus(StatusModel):
     )
     arch: str | None = Field(default=None, description="Machine architecture (amd64, arm64, s390x).")
     last_reconcile_time: str | None = Field(default=None, description="RFC 3339 time of the last reconcile.")
+    cordoned: bool | None = Field(
+        default=None,
+        description="True while the operator holds the node cordoned for an upgrade; it uncordons it afterwards.",
+    )

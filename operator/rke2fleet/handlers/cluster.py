@@ -17,11 +17,12 @@ from rke2fleet.handlers.access import Waiting, build_target
 from rke2fleet.handlers.observe import observed
 from rke2fleet.handlers.state import FleetState
 from rke2fleet.handlers.status import status_patch
-from rke2fleet.hostaccess import HostAccessError
+from rke2fleet.hostaccess import HostAccessError, redact
 from rke2fleet.reconcile.conditions import Cond
 from rke2fleet.reconcile.facts import KUBECONFIG_PATH, TOKEN_PATH
 from rke2fleet.reconcile.kubeconfig import KubeconfigError, rewrite_kubeconfig
 from rke2fleet.reconcile.ordering import choose_init_server
+from rke2fleet.reconcile.rollout import RolloutView, rollout_view, snapshot_name, upgrade_problem
 from rke2fleet.reconcile.tokens import generate_token
 
 CLUSTER_TICK = float(os.environ.get("RKE2FLEET_CLUSTER_TICK", "5"))
@@ -202,11 +203,10 @@ async def reconcile_cluster(
         conds.append(Cond("TokenReady", False, w.reason, str(w)))
         retry = w.delay
 
-    target_version = cluster.version
-    if not target_version and init_entry is not None:
-        target_version = init_entry["status"].get("installedVersion")
-    if target_version:
-        fields["targetVersion"] = target_version
+    rollout = await settle_version(
+        fleet, namespace, name, cluster, status, entries, servers, init_entry, fields, conds, body
+    )
+    upgrading = rollout is not None and rollout.in_progress
 
     ready_servers = [e for e in servers if indexes.condition_true(e["status"], "Ready")]
     address = cluster.registration_address or (str(init_entry["spec"].get("address")) if init_entry else None)
@@ -246,11 +246,19 @@ async def reconcile_cluster(
         )
     )
     conds.append(Cond("AgentsReady", ar == ad, "AllReady" if ar == ad else "NotReady", f"{ar}/{ad} agents Ready"))
-    all_ready = sd > 0 and sr == sd and ar == ad and kc_ready
+    all_ready = sd > 0 and sr == sd and ar == ad and kc_ready and not upgrading
     failed = [e["name"] for e in entries if e["status"].get("phase") in ("Failed", "Unreachable")]
     ever_ready = status.get("phase") in ("Ready", "Degraded")
     if all_ready:
         phase, reason, msg = "Ready", "Ready", f"{sr} servers and {ar} agents Ready"
+    elif upgrading and rollout is not None:
+        phase = "Degraded" if rollout.halted_node else "Provisioning"
+        reason = "UpgradeHalted" if rollout.halted_node else "Upgrading"
+        msg = (
+            f"rollout to {rollout.target} halted at {rollout.halted_node}: {rollout.halted_reason}"
+            if rollout.halted_node
+            else f"rolling out {rollout.target}: {len(rollout.done)}/{len(entries)} nodes done"
+        )
     elif ever_ready and failed:
         phase, reason, msg = "Degraded", "NodesNotReady", f"not Ready: {', '.join(failed)}"
     elif sd == 0:
@@ -269,6 +277,98 @@ async def reconcile_cluster(
     return retry
 
 
+async def settle_version(
+    fleet: FleetState,
+    namespace: str,
+    name: str,
+    cluster: RKE2ClusterSpec,
+    status: Any,
+    entries: list[Any],
+    servers: list[Any],
+    init_entry: Any | None,
+    fields: dict[str, Any],
+    conds: list[Cond],
+    body: Any,
+) -> RolloutView | None:
+    """Approve the target version nodes converge to: checks, then the pre-upgrade snapshot.
+
+    Nodes only ever move to `status.targetVersion`, so a refused or not-yet-snapshotted version
+    touches nothing.
+    """
+    approved = status.get("targetVersion")
+    wanted = cluster.version
+    if not wanted:  # channel: the init server's install resolves it once
+        wanted = approved or (init_entry["status"].get("installedVersion") if init_entry else None)
+        if wanted:
+            fields["targetVersion"] = wanted
+        return None
+    started = [e for e in entries if e["status"].get("runningVersion") or e["status"].get("installedVersion")]
+    if approved and approved != wanted and started:
+        problem = upgrade_problem(approved, wanted)
+        if problem:
+            reason, msg = problem
+            _condition_event(status, conds, body, Cond("UpgradeHalted", True, reason, msg))
+            conds.append(Cond("Stalled", True, reason, msg))
+            return rollout_view(approved, entries)
+        if cluster.upgrade.snapshot and servers:
+            snap = snapshot_name(wanted)
+            if status.get("lastSnapshot") != snap:
+                try:
+                    await take_snapshot(fleet, namespace, cluster, servers, init_entry, snap)
+                except Waiting as w:
+                    msg = f"pre-upgrade snapshot {snap} failed, nothing upgraded: {w}"
+                    _condition_event(status, conds, body, Cond("UpgradeHalted", True, "SnapshotFailed", msg))
+                    return rollout_view(approved, entries)
+                fields["lastSnapshot"] = snap
+                kopf.info(body, reason="SnapshotTaken", message=f"etcd snapshot {snap} taken before the upgrade")
+        kopf.info(body, reason="UpgradeStarted", message=f"rolling out {wanted} (from {approved})")
+    fields["targetVersion"] = wanted
+    if not started:
+        return None
+    view = rollout_view(wanted, entries)
+    if view.in_progress or status.get("rollout"):
+        fields["rollout"] = view.status()
+    halted = (
+        Cond("UpgradeHalted", True, "NodeFailed", f"{view.halted_node}: {view.halted_reason}")
+        if view.halted_node
+        else Cond("UpgradeHalted", False, "Progressing" if view.in_progress else "Done", "")
+    )
+    _condition_event(status, conds, body, halted)
+    metrics.set_upgrade_halted(namespace, name, bool(view.halted_node))
+    return view
+
+
+async def take_snapshot(
+    fleet: FleetState,
+    namespace: str,
+    cluster: RKE2ClusterSpec,
+    servers: list[Any],
+    init_entry: Any | None,
+    snap: str,
+) -> None:
+    ready = [e for e in servers if indexes.condition_true(e["status"], "Ready")]
+    ready.sort(key=lambda e: e is not init_entry)
+    if not ready:
+        raise Waiting("NoReadyServer", "no Ready server to take it on")
+    entry = ready[0]
+    target = await build_target(fleet, namespace, cluster, parse_node_spec(entry["spec"]), entry["status"])
+    try:
+        res = await fleet.pool.run(target, ["rke2", "etcd-snapshot", "save", "--name", snap], check=False)
+    except HostAccessError as exc:
+        raise Waiting("SnapshotFailed", str(exc)) from None
+    if res.exit_status != 0:
+        tail = " ".join((res.stderr or res.stdout).split()[-25:])
+        raise Waiting("SnapshotFailed", f"on {entry['name']}: {redact(tail, [])}")
+
+
+def _condition_event(status: Any, conds: list[Cond], body: Any, cond: Cond) -> None:
+    """Add the condition; post an Event when it turns True or changes its reason."""
+    conds.append(cond)
+    old = next((c for c in status.get("conditions") or [] if c.get("type") == cond.type), None)
+    if cond.status and (not old or old.get("status") != "True" or old.get("reason") != cond.reason):
+        kopf.warn(body, reason=cond.reason, message=cond.message)
+
+
 def _export(body: Any, fields: dict[str, Any]) -> None:
     phase = fields.get("phase")
     if phase not in PHASES:
@@ -281,7 +381,11 @@ def _export(body: Any, fields: dict[str, Any]) -> None:
         ("agent", "ready"): ar,
         ("agent", "not_ready"): ad - ar,
     }
-    metrics.set_cluster_state(body["metadata"]["namespace"], body["metadata"]["name"], phase, counts, upgrading=False)
+    rollout = fields.get("rollout") or {}
+    upgrading = rollout.get("phase") in ("Servers", "Agents", "Halted")
+    metrics.set_cluster_state(
+        body["metadata"]["namespace"], body["metadata"]["name"], phase, counts, upgrading=upgrading
+    )
 
 
 def _patch(patch: Any, status: Any, generation: Any, fields: dict[str, Any], conds: list[Cond], body: Any) -> None:

@@ -54,9 +54,11 @@ def node_views(entries: Any, busy: set[str]) -> list[NodeView]:
                 name=e["name"],
                 role=str(e["spec"].get("role", "")),
                 address=str(e["spec"].get("address", "")),
-                ready=condition_true(st, "Ready"),
+                ready=condition_true(st, "Ready") and st.get("phase") == "Ready",
                 started=bool(st.get("installedVersion")) or st.get("phase") not in (None, "Pending"),
                 busy=e["name"] in busy,
+                running=st.get("runningVersion"),
+                failed=st.get("phase") == "Failed",
             )
         )
     return views

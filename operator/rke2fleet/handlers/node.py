@@ -11,6 +11,8 @@ import kopf
 
 from rke2fleet import GROUP, VERSION, metrics
 from rke2fleet.api import (
+    RKE2ClusterSpec,
+    RKE2NodeSpec,
     SpecError,
     parse_cluster_spec,
     parse_duration,
@@ -25,6 +27,7 @@ from rke2fleet.hostaccess import HostTarget
 from rke2fleet.reconcile.conditions import Cond
 from rke2fleet.reconcile.node_pass import NodeInputs, NodeOutcome, node_pass, probe
 from rke2fleet.reconcile.ordering import GoAhead, choose_init_server, may_disrupt
+from rke2fleet.reconcile.plan import Plan
 from rke2fleet.reconcile.tokens import token_values
 
 # How often each node's timer wakes; a pass runs when the drift interval has elapsed or the
@@ -72,7 +75,8 @@ async def reconcile_node(
         except SpecError:
             raise Waiting("ClusterInvalid", f"RKE2Cluster {cname} has an invalid spec; see its status", 30) from None
         ckey = (namespace, cname)
-        if cluster.paused:
+        if cluster.paused and not timer:
+            # Paused: no host action at all; timer passes still report drift (read-only).
             node_status_patch(
                 patch,
                 status,
@@ -90,9 +94,10 @@ async def reconcile_node(
             raise Waiting("WaitingForCluster", f"waiting for RKE2Cluster {cname} to choose its init server")
         is_init = choose_init_server(servers, cluster.registration_address, init) == name
         join = cluster.registration_address or next((a for n, a in servers if n == init), None)
-        version = cluster.version or cstatus.get("targetVersion")
-        if not version and not is_init:
-            raise Waiting("WaitingForVersion", "waiting for the init server to resolve the channel's version")
+        # The cluster approves each target version (checks, pre-upgrade snapshot) before nodes move.
+        version = cstatus.get("targetVersion")
+        if not version and (cluster.version or not is_init):
+            raise Waiting("WaitingForVersion", f"waiting for RKE2Cluster {cname} to settle the target version")
         token = await read_token(fleet, namespace, cname, cluster)
     except Waiting as w:
         # Nothing to change yet, but say whether the host answers: a read-only probe.
@@ -106,13 +111,23 @@ async def reconcile_node(
 
     secrets = token_values(token)
 
-    def go_ahead() -> GoAhead:
+    def go_ahead(plan: Plan) -> GoAhead:
         busy = fleet.busy[ckey]
         views = indexes.node_views(siblings, busy)
         me = next((v for v in views if v.name == name), None)
         if me is None:
             return GoAhead(False, "node not in the cluster's index yet")
-        verdict = may_disrupt(me, views, init, agent_batch=BRINGUP_BATCH)
+        if plan.upgrades:
+            verdict = may_disrupt(
+                me,
+                views,
+                init,
+                agent_batch=cluster.upgrade.agent_concurrency,
+                server_batch=cluster.upgrade.server_concurrency,
+                upgrade_to=version,
+            )
+        else:
+            verdict = may_disrupt(me, views, init, agent_batch=BRINGUP_BATCH)
         if verdict.allowed:
             busy.add(name)
         return verdict
@@ -122,12 +137,13 @@ async def reconcile_node(
 
     progress: dict[str, Any] = {}
 
-    async def on_phase(phase: str, plan: list[str]) -> None:
-        # Progress for people watching `kubectl get rkn -w`: one write per phase change,
-        # awaited so that it can never land after the pass's final status.
+    async def on_phase(phase: str, plan: list[str], extra: dict[str, Any]) -> None:
+        # Progress for people watching `kubectl get rkn -w`, and what a restarted operator must
+        # know (cordoned): awaited, so it is stored before the step and before the final status.
+        fields = {"phase": phase, "plan": plan, **extra}
         try:
-            await fleet.kube.patch_status("rke2nodes", namespace, name, {"phase": phase, "plan": plan})
-            progress.update(phase=phase, plan=plan)
+            await fleet.kube.patch_status("rke2nodes", namespace, name, fields)
+            progress.update(fields)
         except Exception as exc:  # progress is a nicety: never fail the pass over it
             logger.warning("could not write progress of %s: %s", name, type(exc).__name__)
 
@@ -141,15 +157,20 @@ async def reconcile_node(
             is_init=is_init,
             join_address=join,
             version=version,
-            running_version=status.get("runningVersion"),
             target=target,
             secrets=secrets,
+            cordoned=bool(status.get("cordoned")),
+            kubectl_target=await _kubectl_target(fleet, namespace, cluster, siblings, name, node, target),
+            drift_check=timer and status.get("phase") in ("Ready", "Paused"),
+            report_only=cluster.paused or (timer and cluster.drift_policy == "Report"),
+            was_drifted=indexes.condition_true(status, "Drifted"),
         ),
         go_ahead=go_ahead,
         release=release,
         on_phase=on_phase,
-        repair=cluster.drift_policy == "Repair" or not timer,
     )
+    for kind in outcome.drift_kinds:
+        metrics.record_drift(namespace, cname, name, kind)
     accepted = fleet.pool.accepted_key(target)
     if accepted:
         outcome.status["hostKey"] = accepted
@@ -160,6 +181,30 @@ async def reconcile_node(
     if outcome.host_actions:
         logger.info("node %s: %s", name, "; ".join(outcome.status.get("plan") or []) or "converged")
     return outcome.retry_after
+
+
+async def _kubectl_target(
+    fleet: FleetState,
+    namespace: str,
+    cluster: RKE2ClusterSpec,
+    siblings: list[Any],
+    name: str,
+    node: RKE2NodeSpec,
+    own: HostTarget,
+) -> HostTarget | None:
+    """A Ready server to run kubectl on for this node (another one when there is one)."""
+    ready = [
+        e
+        for e in siblings
+        if e["name"] != name and e["spec"].get("role") == "server" and indexes.condition_true(e["status"], "Ready")
+    ]
+    if ready:
+        try:
+            entry = sorted(ready, key=lambda e: e["name"])[0]
+            return await build_target(fleet, namespace, cluster, parse_node_spec(entry["spec"]), entry["status"])
+        except (Waiting, SpecError):
+            pass
+    return own if node.role == "server" else None
 
 
 def _export(namespace: str, cluster: str, name: str, role: str, old: Any, outcome: NodeOutcome) -> None:

@@ -37,7 +37,8 @@ def status_patch(
         conds += kstatus_conditions(phase, ready)
     out: dict[str, Any] = {}
     for key, value in fields.items():
-        if old.get(key) != value and not (value is None and key not in old):
+        # A merge patch deletes keys set to null: compare with nulls dropped, as stored.
+        if _stored(old.get(key)) != _stored(value) and not (value is None and key not in old):
             out[key] = value
     merged = merge_conditions(old.get("conditions"), conds, generation)
     if not same_conditions(old.get("conditions"), merged):
@@ -45,6 +46,14 @@ def status_patch(
     if generation is not None and old.get("observedGeneration") != generation:
         out["observedGeneration"] = generation
     return out
+
+
+def _stored(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _stored(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_stored(v) for v in value]
+    return value
 
 
 def node_status_patch(

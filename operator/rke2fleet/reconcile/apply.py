@@ -9,10 +9,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from rke2fleet.hostaccess import CommandFailed, HostTarget, SSHPool, redact
+from rke2fleet.reconcile import kubectl
 from rke2fleet.reconcile.desired import CONFIG_PATH, DesiredNode
 from rke2fleet.reconcile.plan import Plan, Step
 
 JOURNAL_LINES = 15
+KUBECTL_STEPS = frozenset({Step.CORDON, Step.DRAIN, Step.UNCORDON})
 
 
 class StepFailed(Exception):
@@ -113,9 +115,15 @@ async def apply_plan(
     readiness_timeout: float,
     secrets: list[str],
     on_step: Callable[[Step], Awaitable[None]] | None = None,
+    kubectl_target: HostTarget | None = None,
+    drain_timeout: float = 300.0,
 ) -> ApplyResult:
+    """`kubectl_target`: a Ready server to cordon, drain and uncordon through (None: skip them,
+    there is no server to ask)."""
     result = ApplyResult()
     for action in plan.actions:
+        if action.step in KUBECTL_STEPS and kubectl_target is None:
+            continue
         if on_step:
             await on_step(action.step)
         step = action.step
@@ -134,6 +142,22 @@ async def apply_plan(
                 result.restarted = True
             elif step is Step.WAIT_READY:
                 await wait_ready(pool, target, desired, timeout=readiness_timeout, secrets=secrets)
+            elif step is Step.CORDON and kubectl_target is not None:
+                await pool.run(kubectl_target, kubectl.cordon(desired.node_name))
+            elif step is Step.UNCORDON and kubectl_target is not None:
+                await pool.run(kubectl_target, kubectl.uncordon(desired.node_name))
+            elif step is Step.DRAIN and kubectl_target is not None:
+                res = await pool.run(
+                    kubectl_target,
+                    kubectl.drain(desired.node_name, drain_timeout),
+                    check=False,
+                    timeout=drain_timeout + 30,
+                )
+                if res.exit_status != 0:
+                    # Never leave it cordoned behind a failed drain; the rollout halts on this node.
+                    await pool.run(kubectl_target, kubectl.uncordon(desired.node_name), check=False)
+                    tail = redact(" ".join(res.stderr.split()[-30:]), secrets)
+                    raise StepFailed(step, "DrainFailed", f"drain of {desired.node_name} failed: {tail}")
         except CommandFailed as exc:
             reason = "InstallFailed" if step is Step.INSTALL else "CommandFailed"
             raise StepFailed(step, reason, f"{step.value} failed: {exc}") from None

@@ -12,6 +12,7 @@ from rke2fleet.reconcile.desired import CONFIG_PATH
 
 TOKEN_PATH = "/var/lib/rancher/rke2/server/token"  # noqa: S105 -- a path, not a password
 KUBECONFIG_PATH = "/etc/rancher/rke2/rke2.yaml"
+DATA_BIN = "/var/lib/rancher/rke2/bin"
 RKE2_PATHS = ("/usr/local/bin/rke2", "/opt/rke2/bin/rke2", "/usr/bin/rke2")
 
 # Read-only. Runs under `sh -s` (through sudo for non-root users).
@@ -28,12 +29,16 @@ for u in rke2-server rke2-agent; do
 done
 [ -f {TOKEN_PATH} ] && echo "token_present=yes"
 [ -f {KUBECONFIG_PATH} ] && echo "kubeconfig_present=yes"
+# RKE2 points data/bin at the data dir of the version it last started (reference §7): with the
+# unit active, that is the running version even after a newer binary was installed.
+echo "data_bin=$(readlink {DATA_BIN} 2>/dev/null)"
 . /etc/os-release 2>/dev/null && echo "os=$ID $VERSION_ID"
 echo "arch=$(uname -m)"
 echo "facts_end=1"
 """
 
 _VERSION_RE = re.compile(r"rke2 version (v\d+\.\d+\.\d+(?:-rc\d+)?\+rke2r\d+)")
+_DATA_TAG_RE = re.compile(r"data/(v\d+\.\d+\.\d+(?:-rc\d+)?)[-+](rke2r\d+)")
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class UnitFacts:
 @dataclass(frozen=True)
 class HostFacts:
     installed_version: str | None
+    running_version: str | None  # None when no unit is active
     config_sha256: str | None
     server: UnitFacts
     agent: UnitFacts
@@ -81,11 +87,15 @@ def parse_facts(stdout: str) -> HostFacts:
             active=values.get(f"{name}.active") or "unknown",
         )
 
+    server, agent = unit("rke2-server"), unit("rke2-agent")
+    tag = _DATA_TAG_RE.search(values.get("data_bin", ""))
+    running = f"{tag.group(1)}+{tag.group(2)}" if tag and (server.is_active or agent.is_active) else None
     return HostFacts(
         installed_version=match.group(1) if match else None,
+        running_version=running,
         config_sha256=values.get("config_sha256") or None,
-        server=unit("rke2-server"),
-        agent=unit("rke2-agent"),
+        server=server,
+        agent=agent,
         token_present=values.get("token_present") == "yes",
         kubeconfig_present=values.get("kubeconfig_present") == "yes",
         os=values.get("os", ""),

@@ -16,6 +16,14 @@ def drain(node_name: str, timeout_s: float) -> list[str]:
     )
 
 
+def cordon(node_name: str) -> list[str]:
+    return kubectl("cordon", node_name)
+
+
+def uncordon(node_name: str) -> list[str]:
+    return kubectl("uncordon", node_name)
+
+
 def delete_node(node_name: str) -> list[str]:
     return kubectl("delete", "node", node_name, "--ignore-not-found")
 

@@ -14,7 +14,6 @@ from typing import Any
 from rke2fleet.api import RKE2ClusterSpec, RKE2NodeSpec, parse_duration
 from rke2fleet.hostaccess import (
     AuthenticationFailed,
-    CommandFailed,
     CommandTimeout,
     HostAccessError,
     HostKeyRejected,
@@ -36,6 +35,9 @@ PHASE_FOR_STEP = {
     Step.START: "Starting",
     Step.RESTART: "Starting",
     Step.WAIT_READY: "Starting",
+    Step.CORDON: "Draining",
+    Step.DRAIN: "Draining",
+    Step.UNCORDON: "Starting",
 }
 
 
@@ -55,6 +57,7 @@ class NodeOutcome:
     events: list[Event] = field(default_factory=list)
     retry_after: float | None = None  # None: done until the next tick
     host_actions: int = 0  # steps run that changed the host
+    drift_kinds: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -66,9 +69,13 @@ class NodeInputs:
     is_init: bool
     join_address: str | None
     version: str | None  # resolved target (channel resolved); None: let the installer resolve
-    running_version: str | None
     target: HostTarget
     secrets: list[str]
+    cordoned: bool = False  # from status: we cordoned it for an upgrade and have not uncordoned yet
+    kubectl_target: HostTarget | None = None  # a Ready server to cordon/drain/uncordon through
+    drift_check: bool = False  # a timer pass over a settled node: a non-empty plan is drift
+    report_only: bool = False  # driftPolicy Report, or the cluster is paused
+    was_drifted: bool = False  # status has Drifted=True
 
 
 async def read_facts(pool: SSHPool, target: HostTarget) -> HostFacts:
@@ -159,10 +166,9 @@ async def node_pass(
     pool: SSHPool,
     inputs: NodeInputs,
     *,
-    go_ahead: Callable[[], GoAhead],
+    go_ahead: Callable[[Plan], GoAhead],
     release: Callable[[], None],
-    on_phase: Callable[[str, list[str]], Awaitable[None]] | None = None,
-    repair: bool = True,
+    on_phase: Callable[[str, list[str], dict[str, Any]], Awaitable[None]] | None = None,
 ) -> NodeOutcome:
     """`go_ahead` claims the node's turn in the cluster's ordering (released by `release`)."""
     desired = desired_node(
@@ -185,54 +191,73 @@ async def node_pass(
             conditions=[Cond("Reachable", True, "BadFacts", str(exc))],
         )
 
-    plan = plan_node(desired, facts, running_version=inputs.running_version)
+    plan = plan_node(desired, facts, cordoned=inputs.cordoned, drain=inputs.cluster.upgrade.drain)
     out = NodeOutcome()
     out.status.update(_facts_status(facts))
     out.status["plan"] = plan.summary()
     out.status["configHash"] = facts.config_sha256
+    if inputs.drift_check:
+        _report_drift(out, plan, inputs)
     if not plan:
-        return _ready_outcome(out, desired, facts, inputs, running=inputs.running_version)
-    if not repair:
+        return _ready_outcome(out, desired, facts, inputs)
+    if inputs.report_only:
         out.conditions += steady_conditions(desired, facts, inputs.target)
-        out.status["phase"] = "Ready" if facts.unit(desired.role).is_active else "Failed"
+        active = facts.unit(desired.role).is_active
+        out.status["phase"] = "Paused" if inputs.cluster.paused else ("Ready" if active else "Failed")
+        out.conditions.append(Cond("Ready", active, "ReportOnly", "drift is reported, not repaired (driftPolicy)"))
         return out
 
     if plan.disruptive:
-        verdict = go_ahead()
+        verdict = go_ahead(plan)
         if not verdict.allowed:
             out.conditions += steady_conditions(desired, facts, inputs.target)
-            out.conditions.append(Cond("Ready", False, "Waiting", verdict.reason))
-            out.status["phase"] = "Pending" if facts.installed_version is None else out_phase(facts, desired)
-            out.status["plan"] = [*plan.summary()]
+            active = facts.unit(desired.role).is_active
+            out.conditions.append(
+                Cond("Ready", active and facts.running_version is not None, "Waiting", verdict.reason)
+            )
+            out.status["phase"] = "Ready" if active else "Pending"
             out.retry_after = 3.0
             return out
     try:
-        return await _apply(pool, inputs, desired, facts, plan, out, on_phase)
+        return await _apply(pool, inputs, desired, plan, out, on_phase)
     finally:
         if plan.disruptive:
             release()
 
 
-def out_phase(facts: HostFacts, desired: DesiredNode) -> str:
-    return "Ready" if facts.unit(desired.role).is_active else "Pending"
+def _report_drift(out: NodeOutcome, plan: Plan, inputs: NodeInputs) -> None:
+    """A settled node whose timer pass finds work has drifted: say what differs."""
+    if not plan:
+        if inputs.was_drifted:  # clear it; a node that never drifted carries no Drifted condition
+            out.conditions.append(Cond("Drifted", False, "InSync", "the host matches the spec again"))
+        return
+    kinds = plan.drift_kinds() or ["other"]
+    what = "; ".join(plan.summary())
+    action = "reported only" if inputs.report_only else "repairing"
+    out.conditions.append(Cond("Drifted", True, "HostDrifted", f"{what} ({action})"))
+    out.events.append(Event("Warning", "Drifted", f"host drifted from the spec: {what}; {action}"))
+    out.drift_kinds = kinds
+
+
+PHASE_FOR_STEP_EXTRA: dict[Step, dict[str, Any]] = {Step.CORDON: {"cordoned": True}}
 
 
 async def _apply(
     pool: SSHPool,
     inputs: NodeInputs,
     desired: DesiredNode,
-    facts: HostFacts,
     plan: Plan,
     out: NodeOutcome,
-    on_phase: Callable[[str, list[str]], Awaitable[None]] | None,
+    on_phase: Callable[[str, list[str], dict[str, Any]], Awaitable[None]] | None,
 ) -> NodeOutcome:
     last_phase: list[str] = []
 
     async def step_started(step: Step) -> None:
         phase = PHASE_FOR_STEP[step]
-        if on_phase and (not last_phase or last_phase[-1] != phase):
+        extra = PHASE_FOR_STEP_EXTRA.get(step, {})
+        if on_phase and (extra or not last_phase or last_phase[-1] != phase):
             last_phase.append(phase)
-            await on_phase(phase, plan.summary())
+            await on_phase(phase, plan.summary(), extra)
 
     started = time.monotonic()
     try:
@@ -244,21 +269,12 @@ async def _apply(
             readiness_timeout=parse_duration(inputs.cluster.readiness_timeout),
             secrets=inputs.secrets,
             on_step=step_started,
+            kubectl_target=inputs.kubectl_target,
+            drain_timeout=parse_duration(inputs.cluster.upgrade.drain_timeout),
         )
     except StepFailed as exc:
-        out.status.update(phase="Failed", lastError=str(exc))
-        cond_type = {Step.INSTALL: "Installed", Step.WRITE_CONFIG: "Configured"}.get(exc.step, "ServiceActive")
-        out.conditions += [
-            Cond("Reachable", True, "Connected", f"{inputs.target.endpoint} answered"),
-            Cond("HostKeyVerified", True, "KeyMatched", "host key verified"),
-            Cond(cond_type, False, exc.reason, str(exc)),
-            Cond("Ready", False, exc.reason, str(exc)),
-        ]
-        out.events.append(Event("Warning", exc.reason, str(exc)))
-        out.retry_after = 30.0
-        out.host_actions = 1
-        return out
-    except (HostAccessError, CommandFailed) as exc:
+        return _step_failed(out, inputs, exc)
+    except HostAccessError as exc:
         failed = access_failure(exc, inputs.target)
         failed.status.update({k: v for k, v in out.status.items() if k not in failed.status})
         failed.host_actions = 1
@@ -267,13 +283,17 @@ async def _apply(
     # Re-read so the status reports what is on the host, not what we hoped for.
     try:
         after = await read_facts(pool, inputs.target)
-    except (HostAccessError, FactsError) as exc:
-        return access_failure(exc, inputs.target) if isinstance(exc, HostAccessError) else out
+    except HostAccessError as exc:
+        return access_failure(exc, inputs.target)
+    except FactsError:
+        return out
     out.status.update(_facts_status(after))
     out.status["configHash"] = after.config_sha256
-    running = inputs.running_version
-    if Step.START in result.done or Step.RESTART in result.done or running is None:
-        running = after.installed_version
+    if Step.UNCORDON in result.done:
+        out.status["cordoned"] = False
+    if desired.version and after.unit(desired.role).is_active and after.running_version != desired.version:
+        msg = f"{desired.unit} is active but runs {after.running_version}, not {desired.version}"
+        return _step_failed(out, inputs, StepFailed(Step.WAIT_READY, "VersionMismatch", msg))
     out.events.append(
         Event(
             "Normal",
@@ -282,16 +302,28 @@ async def _apply(
         )
     )
     out.status["plan"] = []
-    return _ready_outcome(out, desired, after, inputs, running=running)
+    return _ready_outcome(out, desired, after, inputs)
 
 
-def _ready_outcome(
-    out: NodeOutcome, desired: DesiredNode, facts: HostFacts, inputs: NodeInputs, *, running: str | None
-) -> NodeOutcome:
+def _step_failed(out: NodeOutcome, inputs: NodeInputs, exc: StepFailed) -> NodeOutcome:
+    out.status.update(phase="Failed", lastError=str(exc))
+    cond_type = {Step.INSTALL: "Installed", Step.WRITE_CONFIG: "Configured"}.get(exc.step, "ServiceActive")
+    out.conditions += [
+        Cond("Reachable", True, "Connected", f"{inputs.target.endpoint} answered"),
+        Cond("HostKeyVerified", True, "KeyMatched", "host key verified"),
+        Cond(cond_type, False, exc.reason, str(exc)),
+        Cond("Ready", False, exc.reason, str(exc)),
+    ]
+    out.events.append(Event("Warning", exc.reason, str(exc)))
+    out.retry_after = 30.0
+    out.host_actions = 1
+    return out
+
+
+def _ready_outcome(out: NodeOutcome, desired: DesiredNode, facts: HostFacts, inputs: NodeInputs) -> NodeOutcome:
     active = facts.unit(desired.role).is_active
-    if active and running is None:
-        running = facts.installed_version
-    out.status["runningVersion"] = running if active else None
+    running = facts.running_version if active else None
+    out.status["runningVersion"] = running
     out.status["phase"] = "Ready" if active else "Starting"
     out.status["lastError"] = None
     out.conditions += steady_conditions(desired, facts, inputs.target)

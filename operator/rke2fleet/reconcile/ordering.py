@@ -19,6 +19,8 @@ class NodeView:
     ready: bool
     started: bool  # has RKE2 ever been started on it by us (installed or beyond)
     busy: bool  # currently being changed by a pass (in-process claim)
+    running: str | None = None  # version the node runs (status)
+    failed: bool = False  # its last pass failed (status phase Failed)
 
 
 def choose_init_server(
@@ -49,30 +51,49 @@ class GoAhead:
     reason: str
 
 
-def may_disrupt(me: NodeView, nodes: Sequence[NodeView], init_server: str | None, *, agent_batch: int) -> GoAhead:
+def may_disrupt(
+    me: NodeView,
+    nodes: Sequence[NodeView],
+    init_server: str | None,
+    *,
+    agent_batch: int,
+    server_batch: int = 1,
+    upgrade_to: str | None = None,
+) -> GoAhead:
+    """`upgrade_to`: set when `me` is a live node changing version (the rollout rules apply)."""
     others = [n for n in nodes if n.name != me.name]
     servers = server_order(nodes, init_server)
     if me.role == "server":
         if me.name == init_server and not me.started:
             return GoAhead(True, "init server")
         busy = [n.name for n in others if n.role == "server" and n.busy]
-        if busy:
+        if len(busy) >= server_batch:
             return GoAhead(False, f"waiting: server {busy[0]} is being changed")
         names = [s.name for s in servers]
         mine = names.index(me.name) if me.name in names else len(names)
         for earlier in servers[:mine]:
-            if not earlier.ready:
+            if not earlier.ready and not earlier.busy:
                 return GoAhead(False, f"waiting for server {earlier.name} to be Ready")
         for later in servers[mine + 1 :]:
-            if later.started and not later.ready:
+            if later.started and not later.ready and not later.busy:
                 return GoAhead(False, f"waiting for server {later.name} to be Ready")
-        return GoAhead(True, "servers before it are Ready")
-    not_ready = [s.name for s in servers if not s.ready]
+        return GoAhead(True, "the other servers are Ready")
     if not servers:
         return GoAhead(False, "waiting: the cluster has no server")
+    not_ready = [s.name for s in servers if not s.ready]
     if not_ready:
         return GoAhead(False, f"waiting for server {not_ready[0]} to be Ready")
     busy_agents = sum(1 for n in others if n.role == "agent" and n.busy)
+    if upgrade_to:
+        behind = [s.name for s in servers if s.running != upgrade_to]
+        if behind:
+            return GoAhead(False, f"waiting: servers first ({behind[0]} is not at {upgrade_to} yet)")
+        failed = [n.name for n in others if n.role == "agent" and n.started and n.failed]
+        if failed:
+            return GoAhead(False, f"rollout halted: agent {failed[0]} failed")
+        if busy_agents >= agent_batch:
+            return GoAhead(False, f"waiting: {busy_agents} agents are being upgraded (agentConcurrency {agent_batch})")
+        return GoAhead(True, "servers upgraded; agent batch has room")
     if busy_agents >= agent_batch:
         return GoAhead(False, f"waiting: {busy_agents} agents are being changed (batch {agent_batch})")
     return GoAhead(True, "all servers Ready")

@@ -13,16 +13,27 @@ from rke2fleet.reconcile.facts import HostFacts
 
 
 class Step(enum.Enum):
+    CORDON = "cordon"
+    DRAIN = "drain"
     INSTALL = "install"
     WRITE_CONFIG = "write-config"
     ENABLE = "enable"
     START = "start"
     RESTART = "restart"
     WAIT_READY = "wait-ready"
+    UNCORDON = "uncordon"
 
 
 # Steps that take the node's RKE2 down or bring it up: these need the cluster's go-ahead.
-DISRUPTIVE = frozenset({Step.INSTALL, Step.START, Step.RESTART})
+DISRUPTIVE = frozenset({Step.CORDON, Step.DRAIN, Step.INSTALL, Step.START, Step.RESTART})
+# What a plan step means when a timer pass finds it: the kind of drift (metric label).
+DRIFT_KIND = {
+    Step.INSTALL: "version",
+    Step.RESTART: "version",
+    Step.WRITE_CONFIG: "config",
+    Step.ENABLE: "service",
+    Step.START: "service",
+}
 
 
 @dataclass(frozen=True)
@@ -49,33 +60,48 @@ class Plan:
     def disruptive(self) -> bool:
         return any(a.step in DISRUPTIVE for a in self.actions)
 
+    @property
+    def upgrades(self) -> bool:
+        """A live node changes version (cordoned for it): the rollout rules apply."""
+        return Step.CORDON in self.steps
+
     def summary(self) -> list[str]:
         return [str(a) for a in self.actions]
 
+    def drift_kinds(self) -> list[str]:
+        return sorted({DRIFT_KIND[s] for s in self.steps if s in DRIFT_KIND})
 
-def plan_node(desired: DesiredNode, facts: HostFacts, *, running_version: str | None) -> Plan:
-    """`running_version` is what the service last started with (from status); None when unknown."""
+
+def plan_node(desired: DesiredNode, facts: HostFacts, *, cordoned: bool = False, drain: bool = True) -> Plan:
+    """`cordoned`: the operator cordoned this node earlier and has not uncordoned it yet."""
     actions: list[Action] = []
     installed = facts.installed_version
+    running = facts.running_version
+    unit = facts.unit(desired.role)
+    live = unit.is_active
+    target = desired.version
+    version_change = bool(target) and (installed != target or (live and running not in (None, target)))
+
+    if live and version_change:
+        # Reference §8: cordon and drain a live node before it changes version.
+        actions.append(Action(Step.CORDON, f"upgrade {running or installed} → {target}"))
+        if drain:
+            actions.append(Action(Step.DRAIN, "before the upgrade"))
     if installed is None:
         actions.append(Action(Step.INSTALL, f"not installed; want {desired.target_label}"))
-    elif desired.version and installed != desired.version:
-        actions.append(Action(Step.INSTALL, f"installed {installed}; want {desired.version}"))
-    reinstalled = bool(actions)
+    elif target and installed != target:
+        actions.append(Action(Step.INSTALL, f"installed {installed}; want {target}"))
+    reinstalled = any(a.step is Step.INSTALL for a in actions)
 
     config_changed = facts.config_sha256 != desired.config_sha256
     if config_changed:
         why = "config.yaml missing" if facts.config_sha256 is None else "config.yaml differs"
         actions.append(Action(Step.WRITE_CONFIG, why))
 
-    unit = facts.unit(desired.role)
     if not unit.enabled:
         actions.append(Action(Step.ENABLE, f"{desired.unit} not enabled"))
 
-    target = desired.version or installed
-    restart_pending = (
-        unit.is_active and running_version is not None and target is not None and running_version != target
-    )
+    restart_pending = live and bool(target) and running is not None and running != target
     if unit.active in ("active", "activating"):
         if reinstalled or config_changed or restart_pending:
             reasons = [
@@ -88,4 +114,6 @@ def plan_node(desired: DesiredNode, facts: HostFacts, *, running_version: str | 
     else:
         actions.append(Action(Step.START, f"{desired.unit} {unit.active}"))
         actions.append(Action(Step.WAIT_READY, f"{desired.unit} starting"))
+    if cordoned or (live and version_change):
+        actions.append(Action(Step.UNCORDON, "after the upgrade" if version_change else "left cordoned earlier"))
     return Plan(tuple(actions))

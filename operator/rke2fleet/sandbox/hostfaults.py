@@ -4,6 +4,7 @@ Files (one per switch):
   ``fail-next-start``  the next start of an rke2 service fails (fatal log line, exit 1); consumed by it.
   ``start-delay``      seconds an rke2 service takes between starting and being ready.
   ``restart-delay``    RestartSec of the units (seconds between an exit and the automatic restart).
+  ``fail-snapshot``    ``rke2 etcd-snapshot save`` fails (as with an unhealthy etcd).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 FAIL_NEXT_START = "fail-next-start"
 START_DELAY = "start-delay"
 RESTART_DELAY = "restart-delay"
+FAIL_SNAPSHOT = "fail-snapshot"
 
 
 def _write(faults_dir: str | os.PathLike[str], name: str, content: str | None) -> None:
@@ -39,3 +41,7 @@ def set_start_delay(faults_dir: str | os.PathLike[str], seconds: float | None) -
 def set_restart_delay(faults_dir: str | os.PathLike[str], seconds: float | None) -> None:
     """None restores the unit's own RestartSec."""
     _write(faults_dir, RESTART_DELAY, None if seconds is None else f"{seconds}\n")
+
+
+def fail_snapshot(faults_dir: str | os.PathLike[str], enabled: bool = True) -> None:
+    _write(faults_dir, FAIL_SNAPSHOT, "1\n" if enabled else None)

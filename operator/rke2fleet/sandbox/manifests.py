@@ -14,7 +14,7 @@ from rke2fleet import API_VERSION
 from rke2fleet.sandbox.state import SandboxHost
 from rke2fleet.sandbox.world import Sandbox
 
-SSH_SECRET = "fleet-ssh"
+SSH_SECRET = "fleet-ssh"  # noqa: S105 -- the Secret's name, not a password
 DEFAULT_VERSION = "v1.35.7+rke2r1"
 
 

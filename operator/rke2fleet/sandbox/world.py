@@ -176,6 +176,11 @@ class Sandbox:
 
         set_start_delay(self.host(host), seconds)
 
+    def fail_snapshot(self, host: HostRef, enabled: bool = True) -> None:
+        from rke2fleet.sandbox import hostfaults
+
+        hostfaults.fail_snapshot(self.host(host).faults_dir, enabled)
+
     # ------------------------------------------------------------ lifecycle
 
     @classmethod

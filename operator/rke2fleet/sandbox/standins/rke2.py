@@ -520,6 +520,9 @@ def etcd_snapshot(args: list[str]) -> int:
         except OSError:
             log("fatal", "etcd datastore is not started")
             return 1
+        if common.fault_value("fail-snapshot"):
+            log("fatal", "failed to save snapshot: context deadline exceeded")
+            return 1
         name = f"{flags.get('name', 'on-demand')}-{node}-{int(time.time())}"
         common.write_atomic(snapdir / name, f"sandbox etcd snapshot {name}\n", 0o600)
         log("info", f"Snapshot {name} saved.")
