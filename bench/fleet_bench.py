@@ -12,6 +12,8 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fleetbench import operator_proc
 from fleetbench.converge import converge_ansible, converge_operator, facts_floor, start_floor
 from fleetbench.fleet import Fleet
 from fleetbench.load import control_plane_load
@@ -38,10 +41,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--node-tick", type=float, default=2.0, help="RKE2FLEET_NODE_TICK of the operator (default 2)")
     p.add_argument("--cluster-tick", type=float, default=1.0, help="RKE2FLEET_CLUSTER_TICK (default 1)")
     p.add_argument("--drift", type=float, default=10.0, help="driftCheckInterval of the drift window, s (default 10)")
+    p.add_argument("--operator-source", default=None,
+                   help="run the operator from this source root (a patched copy of operator/) instead")
+    p.add_argument("--skip-ansible", action="store_true", help="operator rounds only (for before/after runs)")
     p.add_argument("--workdir", default=None, help="where sandboxes and logs go (default: a new temp dir)")
     p.add_argument("--json", default=None, help="also write the figures as JSON to this file")
     p.add_argument("--markdown", default=None, help="also write the table as Markdown to this file")
     return p.parse_args(argv)
+
+
+def _revision() -> str:
+    """The commit measured (and whether the operator's files differ from it)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "operator"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"git {rev}" + (" + uncommitted changes under operator/" if dirty else "")
 
 
 def log(msg: str) -> None:
@@ -58,15 +77,20 @@ def steady_state(fleet: Fleet, args: argparse.Namespace) -> list[PassResult]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so every sandbox and operator started so far is ended.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if os.geteuid() != 0:
         print("fleet_bench: the sandbox needs root (namespaces, sshd)", file=sys.stderr)
         return 2
+    if args.operator_source:
+        operator_proc.OPERATOR_SOURCE = str(Path(args.operator_source).resolve())
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rke2fleet-bench-", dir="/var/tmp"))
     workdir.mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o700)
     scale = [int(n) for n in args.scale.split(",") if n.strip()]
     res = Results(settings={
         "command": "python bench/fleet_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "operator tree": args.operator_source or _revision(),
         "operator ticks": f"RKE2FLEET_NODE_TICK={args.node_tick:g}, RKE2FLEET_CLUSTER_TICK={args.cluster_tick:g}",
     })  # fmt: skip
     log(f"work directory {workdir}")
@@ -85,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                 if size in scale:
                     res.steady += steady_state(fleet, args)
                     steady_done.add(size)
+        if args.skip_ansible:
+            continue
         with Fleet(workdir, f"ansible{rnd}", args.servers, args.agents) as fleet:
             c = converge_ansible(fleet, workdir, rnd, token)
             res.converge.append(c)

@@ -23,6 +23,9 @@ from rke2fleet import GROUP, VERSION
 NS = "default"
 TOKEN_SECRET = "bench-token"  # noqa: S105 -- a Secret's name
 BENCH_USER_AGENT = "rke2fleet-bench"  # tells the bench's own API calls apart in the audit log
+# A source root (holding `rke2fleet/`) to run the operator from instead of the installed one:
+# before/after figures of a proposed operator patch without touching the work tree.
+OPERATOR_SOURCE: str | None = None
 
 
 def free_port() -> int:
@@ -43,6 +46,8 @@ class OperatorProcess:
             "RKE2FLEET_NODE_TICK": str(node_tick),
             "RKE2FLEET_CLUSTER_TICK": str(cluster_tick),
         }
+        if OPERATOR_SOURCE:
+            self.env["PYTHONPATH"] = OPERATOR_SOURCE
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

@@ -52,9 +52,9 @@ def rows(r: Results) -> list[tuple[str, str, str]]:
         out.append(("converge: Ansible / operator (mean wall times)", f"{ratio:.2f}x", ">= 5x"))
     for p in r.steady:
         missed = f", {p.hosts_missed} hosts without a pass" if p.hosts_missed else ""
-        other = "".join(f", {n} {k}" for k, n in sorted(p.other_writes.items()))
+        by_kind = "; ".join(f"{n} {k}" for k, n in sorted(p.writes_by_kind.items())) or "none"
         value = (
-            f"{p.per_pass:.2f} cmd/node/pass (max {p.max_per_pass}), {p.node_writes} node writes{other}, "
+            f"{p.per_pass:.2f} cmd/node/pass (max {p.max_per_pass}), API writes: {by_kind}, "
             f"{p.passes} passes{missed}"
         )
         if p.kind == "wake":
