@@ -17,19 +17,25 @@ from rke2fleet.sandbox import hosts as H
 from rke2fleet.sandbox.world import Sandbox
 
 SESSION_MARK = b"Starting session: "
+CLOSE_MARK = b"Close session: "  # session_close(), also at VERBOSE
 RESTART_TIMEOUT = 20.0
 
 
 @dataclass
 class SessionLog:
-    """Session start times per host name (monotonic clock)."""
+    """Session start and end times per host name (monotonic clock)."""
 
     starts: dict[str, list[float]] = field(default_factory=dict)
+    ends: dict[str, list[float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def since(self, t0: float, t1: float | None = None) -> dict[str, list[float]]:
         with self.lock:
             return {h: [t for t in ts if t >= t0 and (t1 is None or t <= t1)] for h, ts in self.starts.items()}
+
+    def ended_since(self, t0: float) -> dict[str, list[float]]:
+        with self.lock:
+            return {h: [t for t in ts if t >= t0] for h, ts in self.ends.items()}
 
 
 class VerboseSshds:
@@ -60,6 +66,7 @@ class VerboseSshds:
             )  # fmt: skip
             self._procs[host.name] = proc
             self.log.starts[host.name] = []
+            self.log.ends[host.name] = []
             assert proc.stderr is not None
             self._selector.register(proc.stderr, selectors.EVENT_READ, host.name)
         self._thread.start()
@@ -83,9 +90,11 @@ class VerboseSshds:
                     lines = (buffers[name] + chunk).split(b"\n")
                     buffers[name] = lines.pop()
                     hits = sum(1 for line in lines if SESSION_MARK in line)
-                    if hits:
+                    closes = sum(1 for line in lines if CLOSE_MARK in line)
+                    if hits or closes:
                         with self.log.lock:
                             self.log.starts[name].extend([now] * hits)
+                            self.log.ends[name].extend([now] * closes)
         finally:
             for f in files.values():
                 f.close()

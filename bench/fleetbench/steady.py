@@ -3,7 +3,8 @@ session lines) and by the emulator (audit log).
 
 Two honest triggers, both through the spec a user edits:
 * wake pass: a change of the cluster's `driftCheckInterval` wakes every node's timer; each node
-  then runs one full pass at its next tick. Clock: the patch → the last host's facts session.
+  then runs one full pass at its next tick. Clock: the patch → the last host's session closed
+  (so it holds up to one node tick of waiting for the timers, by design of the timers).
 * drift window: with `driftCheckInterval` = D, each node runs one pass per D (+ up to one tick);
   a window of D + tick, opened once the wake pass is over, holds about one pass per node.
 """
@@ -25,7 +26,7 @@ BURST_GAP = 1.0  # sessions of one host closer than this belong to the same pass
 class PassResult:
     hosts: int
     kind: str  # wake | drift
-    seconds: float  # wake: patch → last host's facts session; drift: the window length
+    seconds: float  # wake: patch → last host's session closed; drift: the window length
     passes: int  # passes seen on the hosts (bursts of sessions)
     sessions: int  # SSH sessions (exec/sftp channels) on the hosts
     max_per_pass: int  # most sessions in one host's pass
@@ -104,8 +105,11 @@ def wake_pass(fleet: Fleet, node_tick: float, new_interval: str) -> PassResult:
         time.sleep(0.05)
     time.sleep(BURST_GAP + 0.5)  # a pass's follow-up commands, if any, land in its burst
     per_host = fleet.sshds.log.since(t0)
+    # Done when the last host's session closed (its start if sshd logged no close).
+    ends = [max(ts) for ts in fleet.sshds.log.ended_since(t0).values() if ts]
     firsts = [min(ts) for ts in per_host.values() if ts]
-    return _summarise(fleet, "wake", (max(firsts) - t0) if firsts else float("nan"), per_host, fleet.kube.audit())
+    done = max(ends + firsts) if firsts else float("nan")
+    return _summarise(fleet, "wake", done - t0, per_host, fleet.kube.audit())
 
 
 def drift_window(fleet: Fleet, node_tick: float, interval: float) -> PassResult:
