@@ -110,7 +110,7 @@ def test_ha_join_order_and_quiet_second_pass(e2e: E2E) -> None:
     time.sleep(4.5)
     cmds = op.metric("rke2fleet_ssh_commands_total") - cmds_before
     writes = api_writes(audit(sb.kubeconfig_path))  # type: ignore[arg-type]
-    assert writes == [], [(w['verb'], w['resource'], w.get('subresource'), w['name']) for w in writes]
+    assert writes == [], [(w["verb"], w["resource"], w.get("subresource"), w["name"]) for w in writes]
     assert 5 <= cmds <= 5 * 2 + 1, cmds  # one per node per pass (at most two passes in the window)
     assert all(sh(sb, h, "stat -c %i:%Y /etc/rancher/rke2/config.yaml") == inode_before[h.name] for h in sb.hosts)
     assert len([e for e in datastore_events(sb) if e["event"] == "start"]) == restarts_before

@@ -36,11 +36,17 @@ def test_given_token_and_wrong_token(e2e: E2E) -> None:
     kube = e2e.kube
     assert kube
     given = "given-token-" + "a1b2c3d4" * 4
-    docs = [ssh_secret(sb, NS),
-            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "my-token", "namespace": NS},
-             "data": {"token": base64.b64encode(given.encode()).decode()}},
-            cluster(sb, "tok", NS, servers=1, extra_spec={"tokenSecretRef": {"name": "my-token", "key": "token"}}),
-            node(sb.servers[0], "tok", NS, "server")]
+    docs = [
+        ssh_secret(sb, NS),
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "my-token", "namespace": NS},
+            "data": {"token": base64.b64encode(given.encode()).decode()},
+        },
+        cluster(sb, "tok", NS, servers=1, extra_spec={"tokenSecretRef": {"name": "my-token", "key": "token"}}),
+        node(sb.servers[0], "tok", NS, "server"),
+    ]
     kube.apply(docs)
     e2e.operator()
     kube.wait_phase("rke2clusters", "tok", "Ready", timeout=60)
@@ -121,8 +127,10 @@ def test_label_change_touches_only_that_node(e2e: E2E) -> None:
     e2e.operator()
     kube.wait_phase("rke2clusters", "lbl", "Ready", timeout=60)
     stamp = {h.name: sh(sb, h, "stat -c %i:%Y /etc/rancher/rke2/config.yaml") for h in sb.hosts}
-    starts = {h.name: len([e for e in datastore_events(sb) if e["node"] == h.name and e["event"] == "start"])
-              for h in sb.hosts}
+    starts = {
+        h.name: len([e for e in datastore_events(sb) if e["node"] == h.name and e["event"] == "start"])
+        for h in sb.hosts
+    }
     target = sb.agents[0]
     kube.patch_spec("rke2nodes", target.name, {"nodeLabels": ["tier=gold"]})
 

@@ -410,7 +410,6 @@ def _patch(patch: Any, status: Any, generation: Any, fields: dict[str, Any], con
 @kopf.on.update(GROUP, VERSION, "rke2clusters", field="spec")
 async def cluster_changed(*, memo: Any, name: str, namespace: Any, **kw: Any) -> None:
     fleet: FleetState = memo.fleet
-    fleet.wake_cluster((namespace, name))
     with observed("RKE2Cluster", namespace, name):
         async with fleet.cluster_locks[(namespace, name)]:
             await reconcile_cluster(memo=memo, name=name, namespace=namespace, **_pick(kw))

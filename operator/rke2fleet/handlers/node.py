@@ -75,6 +75,7 @@ async def reconcile_node(
         except SpecError:
             raise Waiting("ClusterInvalid", f"RKE2Cluster {cname} has an invalid spec; see its status", 30) from None
         ckey = (namespace, cname)
+        fleet.seen_stamp[(namespace, name)] = desired_stamp(centry)
         if cluster.paused and not timer:
             # Paused: no host action at all; timer passes still report drift (read-only).
             node_status_patch(
@@ -265,10 +266,10 @@ async def node_tick(*, memo: Any, name: str, namespace: Any, spec: Any, **kw: An
     interval = _drift_interval(kw["clusters"], {"spec": spec, "namespace": namespace})
     key = (namespace, name)
     due = time.monotonic() >= fleet.next_pass.get(key, 0.0)
-    woken = fleet.wake_seen.get(key, 0) < fleet.wake[ckey]
+    stamp = desired_stamp(indexes.one(kw["clusters"], ckey))
+    woken = fleet.seen_stamp.get(key) != stamp
     if not (due or woken):
         return
-    fleet.wake_seen[key] = fleet.wake[ckey]
     with observed("RKE2Node", namespace, name):
         async with lock:
             delay = await reconcile_node(
@@ -295,8 +296,17 @@ async def node_deleted(
             nodes=kw["nodes"],
             logger=logger,
         )
-    fleet.next_pass.pop((namespace, name), None)
+    fleet.forget_node((namespace, name))
     metrics.forget_node(namespace, str(spec.get("cluster")), name)
+
+
+def desired_stamp(centry: Any | None) -> tuple[Any, ...]:
+    """What of the cluster shapes every node's desired state: when it changes, nodes re-plan
+    at their next tick (the index is updated once the cluster's status patch has landed)."""
+    if centry is None:
+        return ()
+    st = centry["status"]
+    return (centry["generation"], st.get("targetVersion"), st.get("initServer"), st.get("tokenSecretName"))
 
 
 def _drift_interval(clusters: Any, kw: dict[str, Any]) -> float:
