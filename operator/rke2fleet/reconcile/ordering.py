@@ -93,7 +93,13 @@ def may_disrupt(
             return GoAhead(False, f"rollout halted: agent {failed[0]} failed")
         if busy_agents >= agent_batch:
             return GoAhead(False, f"waiting: {busy_agents} agents are being upgraded (agentConcurrency {agent_batch})")
-        return GoAhead(True, "servers upgraded; agent batch has room")
+        # Agents go in name order, a batch at a time, so a rollout is predictable and a
+        # failure stops it where it stands.
+        behind_agents = sorted(n.name for n in nodes if n.role == "agent" and n.running != upgrade_to)
+        window = behind_agents[:agent_batch]
+        if me.name not in window:
+            return GoAhead(False, f"waiting: agents before it go first ({', '.join(window)})")
+        return GoAhead(True, "servers upgraded; its batch is due")
     if busy_agents >= agent_batch:
         return GoAhead(False, f"waiting: {busy_agents} agents are being changed (batch {agent_batch})")
     return GoAhead(True, "all servers Ready")

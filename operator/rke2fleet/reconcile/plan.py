@@ -80,18 +80,19 @@ def plan_node(desired: DesiredNode, facts: HostFacts, *, cordoned: bool = False,
     unit = facts.unit(desired.role)
     live = unit.is_active
     target = desired.version
-    version_change = bool(target) and (installed != target or (live and running not in (None, target)))
+    needs_install = installed is None or (bool(target) and installed != target)
+    # A live node must run another version (or we cannot tell which it runs after a reinstall):
+    # that is an upgrade of a cluster member: cordon and drain it first (reference §8).
+    version_change = live and bool(target) and (running != target if running else needs_install)
 
-    if live and version_change:
-        # Reference §8: cordon and drain a live node before it changes version.
-        actions.append(Action(Step.CORDON, f"upgrade {running or installed} → {target}"))
+    if version_change:
+        actions.append(Action(Step.CORDON, f"runs {running or 'unknown'}; want {target}"))
         if drain:
             actions.append(Action(Step.DRAIN, "before the upgrade"))
     if installed is None:
         actions.append(Action(Step.INSTALL, f"not installed; want {desired.target_label}"))
-    elif target and installed != target:
+    elif needs_install:
         actions.append(Action(Step.INSTALL, f"installed {installed}; want {target}"))
-    reinstalled = any(a.step is Step.INSTALL for a in actions)
 
     config_changed = facts.config_sha256 != desired.config_sha256
     if config_changed:
@@ -101,12 +102,9 @@ def plan_node(desired: DesiredNode, facts: HostFacts, *, cordoned: bool = False,
     if not unit.enabled:
         actions.append(Action(Step.ENABLE, f"{desired.unit} not enabled"))
 
-    restart_pending = live and bool(target) and running is not None and running != target
     if unit.active in ("active", "activating"):
-        if reinstalled or config_changed or restart_pending:
-            reasons = [
-                r for r, on in (("new version", reinstalled or restart_pending), ("new config", config_changed)) if on
-            ]
+        if version_change or config_changed:
+            reasons = [r for r, on in (("new version", version_change), ("new config", config_changed)) if on]
             actions.append(Action(Step.RESTART, " and ".join(reasons)))
             actions.append(Action(Step.WAIT_READY, f"{desired.unit} restarting"))
         elif unit.active == "activating":
@@ -114,6 +112,6 @@ def plan_node(desired: DesiredNode, facts: HostFacts, *, cordoned: bool = False,
     else:
         actions.append(Action(Step.START, f"{desired.unit} {unit.active}"))
         actions.append(Action(Step.WAIT_READY, f"{desired.unit} starting"))
-    if cordoned or (live and version_change):
+    if cordoned or version_change:
         actions.append(Action(Step.UNCORDON, "after the upgrade" if version_change else "left cordoned earlier"))
     return Plan(tuple(actions))
