@@ -58,7 +58,9 @@ def rows(r: Results) -> list[tuple[str, str, str]]:
             f"{p.passes} passes{missed}"
         )
         if p.kind == "wake":
-            value += f", trigger → last host done {p.seconds:.2f} s"
+            # Every host's facts command runs on this machine's cores: N x cost / cores at best.
+            floor = p.hosts * r.facts_floor_s / (os.cpu_count() or 1)
+            value += f", trigger → last host done {p.seconds:.2f} s (host-CPU floor {floor:.2f} s)"
         target = "≤ 1 cmd, 0 writes" + (", ≤ 2 s at 50" if p.kind == "wake" else "")
         out.append((f"steady {p.kind} pass, {p.hosts} hosts", value, target))
     if r.load:
