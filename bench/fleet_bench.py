@@ -101,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         "operator ticks": f"RKE2FLEET_NODE_TICK={args.node_tick:g}, RKE2FLEET_CLUSTER_TICK={args.cluster_tick:g}",
     })  # fmt: skip
     log(f"work directory {workdir}")
-    res.start_floor_s = start_floor(workdir)
-    log(f"floor: systemctl start → active in {res.start_floor_s:.2f}s")
+    res.floor = start_floor(workdir)
+    res.converge_shape = (args.servers, args.agents) if args.rounds else (0, 0)
+    log(f"floor: install {res.floor.install_s:.2f}s, systemctl start → active {res.floor.start_s:.2f}s")
     size = args.servers + args.agents
     steady_done: set[int] = set()
     for rnd in range(1, args.rounds + 1):

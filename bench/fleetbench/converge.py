@@ -44,9 +44,20 @@ def converge_ansible(fleet: Fleet, workdir: Path, round_: int, token: str) -> Co
     return ConvergeResult("ansible", round_, run.seconds, last_ready - wall0)
 
 
-def start_floor(workdir: Path, samples: int = 3) -> float:
-    """The stand-in's own start path: one blocking `systemctl start` → active on one idle host
-    (median of `samples`), run inside the host without SSH. Installed and configured beforehand."""
+@dataclass(frozen=True)
+class Floor:
+    install_s: float  # the install script on one idle host, run inside it without SSH
+    start_s: float  # one blocking `systemctl start` → active (median)
+
+    def converge_s(self, servers: int, agents: int, cores: int) -> float:
+        """Host work alone, no SSH, no tool: servers one after another, agents spread over the cores."""
+        one = self.install_s + self.start_s
+        return servers * one + agents * one / max(1, cores)
+
+
+def start_floor(workdir: Path, samples: int = 3) -> Floor:
+    """The stand-in's own install and start paths on one idle host (median of `samples` starts),
+    run inside the host without SSH."""
     with Fleet(workdir, "floor", 1, 0) as fleet:
         sb = fleet.sb
         host = sb.hosts[0]
@@ -55,8 +66,10 @@ def start_floor(workdir: Path, samples: int = 3) -> float:
             f" && mkdir -p /etc/rancher/rke2 && printf 'token: %s\\nnode-name: {host.name}\\n' "
             f"{generate_token()} > /etc/rancher/rke2/config.yaml && systemctl enable rke2-server >/dev/null 2>&1"
         )
+        t0 = time.monotonic()
         if sb.run_on_host(host, script).returncode != 0:
             raise RuntimeError("floor: install on the sandbox host failed")
+        install = time.monotonic() - t0
         times = []
         for _ in range(samples):
             t0 = time.monotonic()
@@ -65,7 +78,7 @@ def start_floor(workdir: Path, samples: int = 3) -> float:
             if res.stdout.strip() != b"active":
                 raise RuntimeError("floor: rke2-server did not become active")
             sb.run_on_host(host, "systemctl stop rke2-server")
-        return sorted(times)[len(times) // 2]
+        return Floor(install, sorted(times)[len(times) // 2])
 
 
 def facts_floor(fleet: Fleet, samples: int = 5) -> float:

@@ -7,14 +7,15 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleetbench.converge import ConvergeResult
+from fleetbench.converge import ConvergeResult, Floor
 from fleetbench.load import LoadResult
 from fleetbench.steady import PassResult
 
 
 @dataclass
 class Results:
-    start_floor_s: float = 0.0
+    floor: Floor | None = None
+    converge_shape: tuple[int, int] = (0, 0)  # servers, agents
     facts_floor_s: float = 0.0
     converge: list[ConvergeResult] = field(default_factory=list)
     steady: list[PassResult] = field(default_factory=list)
@@ -40,7 +41,13 @@ def machine() -> str:
 def rows(r: Results) -> list[tuple[str, str, str]]:
     """(measure, value, target) rows."""
     out: list[tuple[str, str, str]] = [("machine", machine(), ""), *((k, v, "") for k, v in r.settings.items())]
-    out.append(("floor: one `systemctl start` → active, 1 host", f"{r.start_floor_s:.2f} s", ""))
+    if r.floor:
+        out.append(("floor: install script, 1 idle host (no SSH)", f"{r.floor.install_s:.2f} s", ""))
+        out.append(("floor: one `systemctl start` → active, 1 host", f"{r.floor.start_s:.2f} s", ""))
+        servers, agents = r.converge_shape
+        if servers or agents:
+            value = f"{r.floor.converge_s(servers, agents, os.cpu_count() or 1):.1f} s"
+            out.append((f"floor: host work of a {servers}+{agents} converge on these cores", value, ""))
     out.append(("floor: the facts command on 1 host (no SSH)", f"{r.facts_floor_s * 1000:.0f} ms", ""))
     for c in r.converge:
         value = f"{c.seconds:.1f} s (hosts ready {c.hosts_ready_seconds:.1f} s)"
