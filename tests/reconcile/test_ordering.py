@@ -36,10 +36,17 @@ def cluster(
     ]
 
 
-def allowed(me: str, nodes: list[NodeView], init: str = "s1", **kwargs: object) -> bool:
+def allowed(
+    me: str,
+    nodes: list[NodeView],
+    init: str = "s1",
+    *,
+    agent_batch: int = 2,
+    server_batch: int = 1,
+    upgrade_to: str | None = None,
+) -> bool:
     view = next(n for n in nodes if n.name == me)
-    agent_batch = kwargs.pop("agent_batch", 2)
-    verdict = may_disrupt(view, nodes, init, agent_batch=agent_batch, **kwargs)  # type: ignore[arg-type]
+    verdict = may_disrupt(view, nodes, init, agent_batch=agent_batch, server_batch=server_batch, upgrade_to=upgrade_to)
     assert verdict.reason
     return verdict.allowed
 
@@ -84,8 +91,8 @@ def test_agent_without_servers_waits() -> None:
     assert not may_disrupt(agent, [agent], None, agent_batch=5).allowed
 
 
-def rollout(me: str, nodes: list[NodeView], **kwargs: object) -> bool:
-    return allowed(me, nodes, upgrade_to=V36, **kwargs)
+def rollout(me: str, nodes: list[NodeView], *, agent_batch: int, server_batch: int) -> bool:
+    return allowed(me, nodes, agent_batch=agent_batch, server_batch=server_batch, upgrade_to=V36)
 
 
 # (case, cluster snapshot, agent_batch, server_batch, who may go now among the nodes not busy already)
