@@ -152,6 +152,7 @@ def test_disruptive(facts_changes: dict[str, Any], kwargs: dict[str, Any], disru
                 strict=True,
                 reason="bug: DRIFT_KIND maps RESTART to 'version', so an edited config.yaml is also counted "
                 "as version drift",
+                raises=AssertionError,
             ),
             id="config-only drift",
         ),
