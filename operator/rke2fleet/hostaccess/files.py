@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 
-from .errors import CommandFailed, HostAccessError
+from .errors import CommandFailed, HostAccessError, HostUnreachable
 
 if TYPE_CHECKING:
     from .pool import SSHPool
@@ -45,6 +45,9 @@ else
   d=$(dirname -- "$p")
   [ -d "$d" ] || mkdir -p -m 0755 -- "$d"
 fi
+# Temporary files of earlier writes of this file whose connection was cut before the rename.
+d=$(dirname -- "$p") b=$(basename -- "$p")
+rm -f -- "$d/.$b.rke2fleet-"*
 echo "$uid $gid $h $st"
 """
 
@@ -118,10 +121,15 @@ async def write_file(
     wanted = (hashlib.sha256(data).hexdigest(), f"{mode:o}", uid, gid)
     if (remote_sha, remote_mode, remote_uid, remote_gid) == wanted:
         return False
-    if target.is_root:
-        await _write_as_root(pool, target, path, data, mode, int(uid), int(gid))
-    else:
-        await _write_with_sudo(pool, target, path, data, mode, owner, group)
+    try:
+        if target.is_root:
+            await _write_as_root(pool, target, path, data, mode, int(uid), int(gid))
+        else:
+            await _write_with_sudo(pool, target, path, data, mode, owner, group)
+    except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError) as exc:
+        # The connection broke mid-transfer (the socket error surfaces raw from SFTP).
+        cause = f"connection lost during the write of {path}: {type(exc).__name__}"
+        raise HostUnreachable(target.address, target.port, cause) from None
     return True
 
 
@@ -153,8 +161,14 @@ async def _write_with_sudo(
     pool: SSHPool, target: HostTarget, path: str, data: bytes, mode: int, owner: str, group: str
 ) -> None:
     async with pool.sftp_session(target) as sftp:
-        home = await sftp.realpath(".")
-        upload = posixpath.join(str(home), f".rke2fleet-upload-{secrets.token_hex(8)}")
+        home = str(await sftp.realpath("."))
+        # Uploads for this file on this host left by earlier writes whose connection was cut
+        # before the install (the host in the name: a home directory may be shared by hosts).
+        prefix = f".rke2fleet-upload-{hashlib.sha256(f'{target.endpoint} {path}'.encode()).hexdigest()[:8]}-"
+        for entry in await sftp.readdir(home):
+            if str(entry.filename).startswith(prefix):
+                await sftp.remove(posixpath.join(home, str(entry.filename)))
+        upload = posixpath.join(home, prefix + secrets.token_hex(8))
         try:
             async with sftp.open(upload, "xb", asyncssh.SFTPAttrs(permissions=0o600)) as handle:
                 await handle.write(data)
