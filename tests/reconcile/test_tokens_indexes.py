@@ -79,8 +79,11 @@ def test_node_views_busy_and_running() -> None:
 )
 @pytest.mark.parametrize("phase", ["Unreachable", "Failed"])
 def test_never_installed_unreachable_server_does_not_block_the_join(phase: str) -> None:
-    ready = {"phase": "Ready", "conditions": READY_COND, "installedVersion": "v1.36.3+rke2r1"}
-    entries = [entry("s1", **ready), entry("s2", phase="Pending"), entry("s3", phase=phase)]
+    entries = [
+        entry("s1", phase="Ready", conditions=READY_COND, installedVersion="v1.36.3+rke2r1"),
+        entry("s2", phase="Pending"),
+        entry("s3", phase=phase),
+    ]
     views = node_views(entries, set())
     assert not views[2].started
     assert may_disrupt(views[1], views, "s1", agent_batch=1).allowed
