@@ -126,12 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     for n in scale:
         if n in steady_done:
             continue
-        with Fleet(workdir, f"scale{n}", 1, n - 1) as fleet:
-            c = converge_operator(fleet, 0, generate_token(), args.node_tick, args.cluster_tick)
-            log(f"scale {n}: converged in {c.seconds:.1f}s")
-            if not res.facts_floor_s:
-                res.facts_floor_s = facts_floor(fleet)
-            res.steady += steady_state(fleet, args)
+        try:
+            with Fleet(workdir, f"scale{n}", 1, n - 1) as fleet:
+                c = converge_operator(fleet, 0, generate_token(), args.node_tick, args.cluster_tick)
+                log(f"scale {n}: converged in {c.seconds:.1f}s")
+                if not res.facts_floor_s:
+                    res.facts_floor_s = facts_floor(fleet)
+                res.steady += steady_state(fleet, args)
+        except TimeoutError as exc:  # one size failing must not lose the others' figures
+            log(f"scale {n}: {exc}")
+            res.failures.append(f"scale {n}: {exc}")
     if args.objects:
         res.load = control_plane_load(workdir, args.objects, args.node_tick, args.cluster_tick)
         log(f"load: {args.objects} objects processed in {res.load.seconds:.1f}s")

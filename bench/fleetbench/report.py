@@ -21,6 +21,7 @@ class Results:
     steady: list[PassResult] = field(default_factory=list)
     load: LoadResult | None = None
     settings: dict[str, str] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
 
 
 def machine() -> str:
@@ -70,6 +71,7 @@ def rows(r: Results) -> list[tuple[str, str, str]]:
             value += f", trigger → last host done {p.seconds:.2f} s (host-CPU floor {floor:.2f} s)"
         target = "≤ 1 cmd, 0 writes" + (", ≤ 2 s at 50" if p.kind == "wake" else "")
         out.append((f"steady {p.kind} pass, {p.hosts} hosts", value, target))
+    out += [("FAILED", f, "") for f in r.failures]
     if r.load:
         ld = r.load
         value = (
