@@ -49,12 +49,6 @@ JOURNALS = [
         [STARTING, FATAL, EXITED, FAILED, RESTART, STOPPED_DESCRIPTION, STARTING, INFO],
         None,
         id="old failure before a description-style stop",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,
-            reason="bug: only 'Stopped rke2-server' is seen as a stop; systemd's description format "
-            "('Stopped Rancher Kubernetes Engine v2 (server).') is not, so an old failure is reported",
-        ),
     ),
 ]
 

@@ -78,23 +78,14 @@ INVALID = [
     pytest.param(
         f"clusters: [{MARK}]\nusers: [{MARK}]\n".encode(),
         id="entries not mappings",
-        marks=pytest.mark.xfail(
-            strict=True, reason="bug: AttributeError ('str'.get) instead of KubeconfigError", raises=AttributeError
-        ),
     ),
     pytest.param(
         f"clusters: {{a: {MARK}}}\nusers: {{a: {MARK}}}\n".encode(),
         id="lists are mappings",
-        marks=pytest.mark.xfail(
-            strict=True, reason="bug: KeyError (doc['clusters'][0]) instead of KubeconfigError", raises=KeyError
-        ),
     ),
     pytest.param(
         f"clusters: [{{cluster: {MARK}}}]\nusers: [{{user: {MARK}}}]\n".encode(),
         id="cluster is a string",
-        marks=pytest.mark.xfail(
-            strict=True, reason="bug: plain ValueError from dict(str) instead of KubeconfigError", raises=ValueError
-        ),
     ),
 ]
 

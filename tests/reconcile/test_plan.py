@@ -148,12 +148,6 @@ def test_disruptive(facts_changes: dict[str, Any], kwargs: dict[str, Any], disru
         pytest.param(
             {"config_sha256": OTHER_SHA},
             ["config"],
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: DRIFT_KIND maps RESTART to 'version', so an edited config.yaml is also counted "
-                "as version drift",
-                raises=AssertionError,
-            ),
             id="config-only drift",
         ),
     ],

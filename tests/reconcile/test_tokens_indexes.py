@@ -71,12 +71,6 @@ def test_node_views_busy_and_running() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: node_views counts any phase but Pending as started, so a never-installed server whose "
-    "probe says Unreachable (or Failed: host key) blocks the earlier server's join",
-)
 @pytest.mark.parametrize("phase", ["Unreachable", "Failed"])
 def test_never_installed_unreachable_server_does_not_block_the_join(phase: str) -> None:
     entries = [

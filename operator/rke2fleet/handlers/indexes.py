@@ -38,6 +38,9 @@ def nodes(*, namespace: Any, name: str, spec: Any, status: Any, meta: Any, **_: 
     }
 
 
+STARTED_PHASES = frozenset({"Installing", "Configuring", "Starting", "Draining", "Ready"})
+
+
 def condition_true(status: Any, type_: str) -> bool:
     for c in status.get("conditions") or []:
         if c.get("type") == type_:
@@ -55,7 +58,8 @@ def node_views(entries: Any, busy: set[str]) -> list[NodeView]:
                 role=str(e["spec"].get("role", "")),
                 address=str(e["spec"].get("address", "")),
                 ready=condition_true(st, "Ready") and st.get("phase") == "Ready",
-                started=bool(st.get("installedVersion")) or st.get("phase") not in (None, "Pending"),
+                # Only what RKE2 itself did counts: a host that never answered has not started.
+                started=bool(st.get("installedVersion")) or st.get("phase") in STARTED_PHASES,
                 busy=e["name"] in busy,
                 running=st.get("runningVersion"),
                 failed=st.get("phase") == "Failed",

@@ -104,6 +104,8 @@ async def reconcile_node(
         # Nothing to change yet, but say whether the host answers: a read-only probe.
         probed = await probe(fleet.pool, target) if target is not None else NodeOutcome()
         fields = {"phase": probed.status.get("phase") or status.get("phase") or "Pending", **probed.status}
+        if target is not None:
+            _record_accepted_key(fleet, target, fields)
         node_status_patch(
             patch, status, generation, fields, [*probed.conditions, Cond("Ready", False, w.reason, str(w))]
         )
@@ -161,7 +163,7 @@ async def reconcile_node(
             target=target,
             secrets=secrets,
             cordoned=bool(status.get("cordoned")),
-            kubectl_target=await _kubectl_target(fleet, namespace, cluster, siblings, name, node, target),
+            kubectl_target=lambda: _kubectl_target(fleet, namespace, cluster, siblings, name, node, target),
             drift_check=timer and status.get("phase") in ("Ready", "Paused"),
             report_only=cluster.paused or (timer and cluster.drift_policy == "Report"),
             was_drifted=indexes.condition_true(status, "Drifted"),
@@ -172,9 +174,7 @@ async def reconcile_node(
     )
     for kind in outcome.drift_kinds:
         metrics.record_drift(namespace, cname, name, kind)
-    accepted = fleet.pool.accepted_key(target)
-    if accepted:
-        outcome.status["hostKey"] = accepted
+    _record_accepted_key(fleet, target, outcome.status)
     # Diff against what is stored now, progress writes included.
     node_status_patch(patch, {**status, **progress}, generation, outcome.status, outcome.conditions)
     post_events(body, fleet.new_events((namespace, name), outcome.events))
@@ -182,6 +182,13 @@ async def reconcile_node(
     if outcome.host_actions:
         logger.info("node %s: %s", name, "; ".join(outcome.status.get("plan") or []) or "converged")
     return outcome.retry_after
+
+
+def _record_accepted_key(fleet: FleetState, target: HostTarget, fields: dict[str, Any]) -> None:
+    """AcceptNew: the key seen first is recorded in status and required from then on."""
+    accepted = fleet.pool.accepted_key(target)
+    if accepted:
+        fields["hostKey"] = accepted
 
 
 async def _kubectl_target(

@@ -35,13 +35,14 @@ class ApplyResult:
 
 def install_script(desired: DesiredNode) -> str:
     """Download the install script to a temp file (so a failed download is an error, which
-    `curl | sh` would hide), then run it with the INSTALL_RKE2_* variables."""
+    `curl | sh` would hide), then run it with the INSTALL_RKE2_* variables. `--globoff`: curl
+    would otherwise read [] and {} in the URL as its own patterns and fetch something else."""
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(desired.install_env.items()))
     url = shlex.quote(desired.script_url)
     return (
         "set -e\n"
         "tmp=$(mktemp)\ntrap 'rm -f \"$tmp\"' EXIT\n"
-        f'if ! curl -sfL --connect-timeout 10 --max-time 120 -o "$tmp" {url}; then\n'
+        f'if ! curl -sfL --globoff --connect-timeout 10 --max-time 120 -o "$tmp" {url}; then\n'
         f'  echo "downloading the install script from "{url}" failed" >&2; exit 22\nfi\n'
         f'env {env} sh "$tmp"\n'
     )
@@ -87,7 +88,17 @@ async def wait_ready(
 
 def start_failure(lines: list[str], unit: str) -> str | None:
     """The reason the current start attempt failed, judged from the journal since the last stop."""
-    last_stop = max((i for i, ln in enumerate(lines) if f"Stopped {unit}" in ln), default=-1)
+    # systemd names the unit ("Stopped rke2-server.service") or, in its older format, its
+    # description ("Stopped Rancher Kubernetes Engine v2 (server).").
+    described = f"Rancher Kubernetes Engine v2 ({unit.removeprefix('rke2-')})"
+    last_stop = max(
+        (
+            i
+            for i, ln in enumerate(lines)
+            if "Stopped " in ln and (unit in ln or (described in ln and "rke2-" not in ln))
+        ),
+        default=-1,
+    )
     segment = lines[last_stop + 1 :]
     if not any("Main process exited" in ln for ln in segment):
         return None

@@ -22,15 +22,23 @@ def api_url(address: str) -> str:
     return f"https://{host}:{API_PORT}"
 
 
+def _first_entry(doc: Any, section: str, field: str) -> dict[str, Any]:
+    """`doc[section][0][field]` as a mapping, or a KubeconfigError (never echoing content)."""
+    entries = doc.get(section) if isinstance(doc, dict) else None
+    first = entries[0] if isinstance(entries, list) and entries else None
+    value = first.get(field) if isinstance(first, dict) else None
+    if not isinstance(value, dict):
+        raise KubeconfigError(f"rke2.yaml on the server has no usable {section} entry")
+    return dict(value)
+
+
 def rewrite_kubeconfig(raw: bytes, *, cluster_name: str, address: str) -> bytes:
     try:
         doc: Any = yaml.safe_load(raw)
     except yaml.YAMLError:
         raise KubeconfigError("rke2.yaml on the server is not valid YAML") from None
-    if not isinstance(doc, dict) or not doc.get("clusters") or not doc.get("users"):
-        raise KubeconfigError("rke2.yaml on the server has no cluster or user entry")
-    cluster = dict(doc["clusters"][0].get("cluster") or {})
-    user = dict(doc["users"][0].get("user") or {})
+    cluster = _first_entry(doc, "clusters", "cluster")
+    user = _first_entry(doc, "users", "user")
     if "certificate-authority-data" not in cluster:
         raise KubeconfigError("rke2.yaml on the server has no certificate-authority-data")
     cluster["server"] = api_url(address)

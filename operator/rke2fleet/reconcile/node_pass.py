@@ -72,7 +72,8 @@ class NodeInputs:
     target: HostTarget
     secrets: list[str]
     cordoned: bool = False  # from status: we cordoned it for an upgrade and have not uncordoned yet
-    kubectl_target: HostTarget | None = None  # a Ready server to cordon/drain/uncordon through
+    # Finds a Ready server to cordon/drain/uncordon through; called only when the plan needs one.
+    kubectl_target: Callable[[], Awaitable[HostTarget | None]] | None = None
     drift_check: bool = False  # a timer pass over a settled node: a non-empty plan is drift
     report_only: bool = False  # driftPolicy Report, or the cluster is paused
     was_drifted: bool = False  # status has Drifted=True
@@ -269,7 +270,7 @@ async def _apply(
             readiness_timeout=parse_duration(inputs.cluster.readiness_timeout),
             secrets=inputs.secrets,
             on_step=step_started,
-            kubectl_target=inputs.kubectl_target,
+            kubectl_target=await inputs.kubectl_target() if inputs.kubectl_target and _needs_kubectl(plan) else None,
             drain_timeout=parse_duration(inputs.cluster.upgrade.drain_timeout),
         )
     except StepFailed as exc:
@@ -303,6 +304,10 @@ async def _apply(
     )
     out.status["plan"] = []
     return _ready_outcome(out, desired, after, inputs)
+
+
+def _needs_kubectl(plan: Plan) -> bool:
+    return any(s in (Step.CORDON, Step.DRAIN, Step.UNCORDON) for s in plan.steps)
 
 
 def _step_failed(out: NodeOutcome, inputs: NodeInputs, exc: StepFailed) -> NodeOutcome:

@@ -88,14 +88,14 @@ def may_disrupt(
         behind = [s.name for s in servers if s.running != upgrade_to]
         if behind:
             return GoAhead(False, f"waiting: servers first ({behind[0]} is not at {upgrade_to} yet)")
-        failed = [n.name for n in others if n.role == "agent" and n.started and n.failed]
+        failed = [n.name for n in others if n.role == "agent" and n.started and n.failed and n.running != upgrade_to]
         if failed:
             return GoAhead(False, f"rollout halted: agent {failed[0]} failed")
         if busy_agents >= agent_batch:
             return GoAhead(False, f"waiting: {busy_agents} agents are being upgraded (agentConcurrency {agent_batch})")
         # Agents go in name order, a batch at a time, so a rollout is predictable and a
         # failure stops it where it stands.
-        behind_agents = sorted(n.name for n in nodes if n.role == "agent" and n.running != upgrade_to)
+        behind_agents = sorted(n.name for n in nodes if n.role == "agent" and n.started and n.running != upgrade_to)
         window = behind_agents[:agent_batch]
         if me.name not in window:
             return GoAhead(False, f"waiting: agents before it go first ({', '.join(window)})")

@@ -27,9 +27,10 @@ class Step(enum.Enum):
 # Steps that take the node's RKE2 down or bring it up: these need the cluster's go-ahead.
 DISRUPTIVE = frozenset({Step.CORDON, Step.DRAIN, Step.INSTALL, Step.START, Step.RESTART})
 # What a plan step means when a timer pass finds it: the kind of drift (metric label).
+# A restart follows from one of these, so it names no kind of its own.
 DRIFT_KIND = {
+    Step.CORDON: "version",
     Step.INSTALL: "version",
-    Step.RESTART: "version",
     Step.WRITE_CONFIG: "config",
     Step.ENABLE: "service",
     Step.START: "service",
