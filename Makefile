@@ -14,7 +14,7 @@ demo: bootstrap
 test: bootstrap test-only
 
 test-only:
-	pytest -q -p no:cacheprovider
+	pytest -q -p no:cacheprovider -n 3 --dist load
 
 lint: bootstrap
 	ruff check operator tests bench

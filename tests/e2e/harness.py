@@ -25,6 +25,9 @@ from rke2fleet.sandbox.manifests import apply_manifests
 from rke2fleet.sandbox.world import Sandbox
 
 NS = "default"
+# Waits are for things that happen, not speed checks: stretch them on a loaded machine (CI runs
+# several end-to-end tests side by side on 2 cores).
+TIMEOUT_SCALE = float(os.environ.get("RKE2FLEET_TEST_TIMEOUT_SCALE", "3"))
 
 
 def free_port() -> int:
@@ -144,6 +147,7 @@ class Kube:
         return [e for e in items if name is None or e.involved_object.name == name]
 
     def wait(self, what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.3) -> Any:
+        timeout *= TIMEOUT_SCALE
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:

@@ -22,7 +22,7 @@ def _answers(op: HealthOperator) -> bool:
     return True
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(200)
 def test_healthz_answers_200_while_running_and_goes_away_on_stop(e2e: E2E, tmp_path: Path) -> None:
     sb = e2e.up(0, 0)  # the API emulator only: liveness does not depend on any host
     kube = e2e.kube

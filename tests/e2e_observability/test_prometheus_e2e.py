@@ -59,7 +59,7 @@ def _dashboard_queries(namespace: str, cluster: str) -> list[str]:
     return [e.replace("$namespace", namespace).replace("$cluster", cluster) for e in exprs]
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(400)
 def test_prometheus_sees_every_node_ready_and_rules_evaluate(
     e2e: E2E, prometheus: Callable[[int], PrometheusServer]
 ) -> None:

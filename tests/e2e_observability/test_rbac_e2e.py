@@ -62,7 +62,7 @@ def _wait_gone(kube: Kube, op: HealthOperator, objects: list[tuple[str, str]], t
         return f"not deleted after {timeout:.0f}s: {held}"
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(400)
 def test_cluster_role_allows_every_recorded_call_and_nothing_more(e2e: E2E, tmp_path: Path) -> None:
     rbac = _rbac_coverage()
     sb = e2e.up(1, 1)
@@ -123,5 +123,6 @@ def test_cluster_role_allows_every_recorded_call_and_nothing_more(e2e: E2E, tmp_
     missing, unused = rbac.compare(rbac.load_cluster_role_rules(), calls)
     assert missing == [], f"calls the ClusterRole does not allow: {missing}"
     assert unused == [], f"ClusterRole permissions no call used: {unused}"
-    if stuck is not None:  # the role was still checked against every call made up to here
-        pytest.xfail(f"finalizer left after Kopf processed the deletion (timer race): {stuck}")
+    # Kopf re-checks a timer that was running at deletion every second (runner settings), so
+    # no finalizer is left behind (the role was checked above against every call up to here).
+    assert stuck is None, f"finalizer left after Kopf processed the deletion: {stuck}"
