@@ -41,7 +41,7 @@ from .hostside import sh, target_for
 
 pytestmark = [pytest.mark.sandbox]
 
-MARKER = "/tmp/rke2fleet-injected"  # noqa: S108 -- the file an injected command would create
+MARKER = "/tmp/rke2fleet-injected"  # the file an injected command would create
 PAYLOADS = [
     f"$(touch {MARKER})",
     f"`touch {MARKER}`",
@@ -75,9 +75,9 @@ _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 _hostile = st.tuples(_text, st.sampled_from(PAYLOADS), _text).map("".join)
 _scalar = st.one_of(_hostile, _hostile, st.integers(), st.booleans())
 # URL path characters: everything printable but whitespace and '#' (the fragment never goes on the wire).
-_url_path = st.text(
-    st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="#"), max_size=30
-).flatmap(lambda t: st.sampled_from(PAYLOADS).map(lambda p: (t + p).replace(" ", "").replace("\n", "")))
+_url_path = st.text(st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="#"), max_size=30).flatmap(
+    lambda t: st.sampled_from(PAYLOADS).map(lambda p: (t + p).replace(" ", "").replace("\n", ""))
+)
 _version = st.from_regex(VERSION_PATTERN)
 
 
@@ -269,7 +269,7 @@ def test_install_fields_arrive_intact_and_never_run(
 def recording_kubectl(hosts_sandbox: Sandbox) -> None:
     """A kubectl at the path the builders name that prints its environment's KUBECONFIG and
     its arguments, one per NUL-terminated field (only on these bare hosts: no RKE2 here)."""
-    body = "#!/bin/sh\nprintf '%s\\0' \"$KUBECONFIG\" \"$@\"\n"
+    body = '#!/bin/sh\nprintf \'%s\\0\' "$KUBECONFIG" "$@"\n'
     for host in hosts_sandbox.hosts:
         sh(
             hosts_sandbox,
