@@ -30,8 +30,6 @@ from fleetbench.steady import PassResult, drift_window, wake_pass
 
 from rke2fleet.reconcile.tokens import generate_token
 
-DEFAULT_WORKER_LIMIT = 100  # rke2fleet.handlers.runner.WORKER_LIMIT's default
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -87,17 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     scale = [int(n) for n in args.scale.split(",") if n.strip()]
     if args.operator_source:
         operator_proc.OPERATOR_SOURCE = str(Path(args.operator_source).resolve())
-    most = max([args.servers + args.agents, args.objects, *scale])
-    if most > DEFAULT_WORKER_LIMIT:
-        # Workaround, reported in BENCHMARKS.md: the default limit deadlocks above 100 RKE2Nodes.
-        operator_proc.WORKER_LIMIT = most + 10
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rke2fleet-bench-", dir="/var/tmp"))
     workdir.mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o700)
     res = Results(settings={
         "command": "python bench/fleet_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "operator tree": args.operator_source or _revision(),
-        "operator worker limit": f"RKE2FLEET_WORKER_LIMIT={operator_proc.WORKER_LIMIT or 'default (100)'}",
         "operator ticks": f"RKE2FLEET_NODE_TICK={args.node_tick:g}, RKE2FLEET_CLUSTER_TICK={args.cluster_tick:g}",
     })  # fmt: skip
     log(f"work directory {workdir}")

@@ -26,9 +26,6 @@ BENCH_USER_AGENT = "rke2fleet-bench"  # tells the bench's own API calls apart in
 # A source root (holding `rke2fleet/`) to run the operator from instead of the installed one:
 # before/after figures of a proposed operator patch without touching the work tree.
 OPERATOR_SOURCE: str | None = None
-# RKE2FLEET_WORKER_LIMIT for the operator (None: its default, 100). Kopf holds a worker per
-# object until every object is indexed, so a limit below the object count deadlocks at start.
-WORKER_LIMIT: int | None = None
 
 
 def free_port() -> int:
@@ -49,8 +46,6 @@ class OperatorProcess:
             "RKE2FLEET_NODE_TICK": str(node_tick),
             "RKE2FLEET_CLUSTER_TICK": str(cluster_tick),
         }
-        if WORKER_LIMIT:
-            self.env["RKE2FLEET_WORKER_LIMIT"] = str(WORKER_LIMIT)
         if OPERATOR_SOURCE:
             self.env["PYTHONPATH"] = OPERATOR_SOURCE
         self.proc: subprocess.Popen[bytes] | None = None

@@ -51,6 +51,7 @@ class Operator:
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        self.health_port = 0  # Kopf's liveness endpoint off unless a subclass sets a port
 
     def start(self) -> Operator:
         log = self.log_path.open("ab")
@@ -64,7 +65,7 @@ class Operator:
                 "--metrics-port",
                 str(self.metrics_port),
                 "--health-port",
-                "0",
+                str(self.health_port),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -16,28 +14,6 @@ class HealthOperator(Operator):
     def __init__(self, kubeconfig: Path, log_path: Path, **env: str) -> None:
         super().__init__(kubeconfig, log_path, **env)
         self.health_port = free_port()
-
-    def start(self) -> HealthOperator:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rke2fleet",
-                "run",
-                "-A",
-                "--metrics-port",
-                str(self.metrics_port),
-                "--health-port",
-                str(self.health_port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-            start_new_session=True,
-        )
-        log.close()
-        return self
 
     def healthz(self) -> tuple[int, bytes]:
         """(HTTP status, body) of GET /healthz; OSError while nothing listens."""

@@ -31,30 +31,25 @@ class KubeApi:
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
 
-    async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
-        def call() -> dict[str, bytes] | None:
-            try:
-                obj = self._core.read_namespaced_secret(name, namespace)
-            except ApiException as exc:
-                if exc.status == 404:
-                    return None
-                raise
-            return {k: base64.b64decode(v) for k, v in (obj.data or {}).items()}
+    def _read(self, namespace: str, name: str) -> Any | None:
+        """The Secret object, or None when it does not exist (runs in a worker thread)."""
+        try:
+            return self._core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
 
-        return await asyncio.to_thread(call)
+    async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        obj = await asyncio.to_thread(self._read, namespace, name)
+        return None if obj is None else {k: base64.b64decode(v) for k, v in (obj.data or {}).items()}
 
     async def read_secret_meta(self, namespace: str, name: str) -> dict[str, Any] | None:
-        def call() -> dict[str, Any] | None:
-            try:
-                obj = self._core.read_namespaced_secret(name, namespace)
-            except ApiException as exc:
-                if exc.status == 404:
-                    return None
-                raise
-            meta = obj.metadata
-            return {"annotations": dict((meta.annotations if meta else None) or {}), "uid": meta.uid if meta else None}
-
-        return await asyncio.to_thread(call)
+        obj = await asyncio.to_thread(self._read, namespace, name)
+        if obj is None:
+            return None
+        meta = obj.metadata
+        return {"annotations": dict((meta.annotations if meta else None) or {}), "uid": meta.uid if meta else None}
 
     async def apply_secret(
         self,

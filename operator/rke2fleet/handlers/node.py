@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -116,7 +117,7 @@ async def reconcile_node(
 
     def go_ahead(plan: Plan) -> GoAhead:
         busy = fleet.busy[ckey]
-        views = indexes.node_views(siblings, busy)
+        views = indexes.node_views(indexes.many(nodes, ckey), busy)  # the index now, not at pass start
         me = next((v for v in views if v.name == name), None)
         if me is None:
             return GoAhead(False, "node not in the cluster's index yet")
@@ -137,6 +138,11 @@ async def reconcile_node(
 
     def release() -> None:
         fleet.busy[ckey].discard(name)
+
+    if status.get("phase") != "Ready":
+        # Bring-up: wait for our turn here, reading only the index, instead of re-reading the
+        # host's facts over SSH on every retry (that polling starves the hosts at fleet size).
+        await await_turn(fleet, nodes, ckey, name, init)
 
     progress: dict[str, Any] = {}
 
@@ -182,6 +188,26 @@ async def reconcile_node(
     if outcome.host_actions:
         logger.info("node %s: %s", name, "; ".join(outcome.status.get("plan") or []) or "converged")
     return outcome.retry_after
+
+
+TURN_WAIT = 15.0  # bounded: the handler holds a Kopf worker while it waits
+TURN_POLL = 0.2
+
+
+async def await_turn(fleet: FleetState, nodes: Any, ckey: tuple[str, str], name: str, init: str) -> bool:
+    """Until the cluster's ordering would let this node start (True), or TURN_WAIT passed.
+
+    No SSH and no API call: the live Kopf index only. node_pass still claims the turn itself.
+    """
+    deadline = time.monotonic() + TURN_WAIT
+    while True:
+        views = indexes.node_views(indexes.many(nodes, ckey), fleet.busy[ckey])
+        me = next((v for v in views if v.name == name), None)
+        if me is not None and may_disrupt(me, views, init, agent_batch=BRINGUP_BATCH).allowed:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(TURN_POLL)
 
 
 def _record_accepted_key(fleet: FleetState, target: HostTarget, fields: dict[str, Any]) -> None:

@@ -15,8 +15,6 @@ from rke2fleet.handlers.state import FleetState
 from rke2fleet.hostaccess import SSHPool
 
 FINALIZER = f"{GROUP}/finalizer"
-# Bounds how many objects are processed at once: the fan-out of SSH work.
-WORKER_LIMIT = int(os.environ.get("RKE2FLEET_WORKER_LIMIT", "100"))
 
 
 @kopf.on.startup()
@@ -28,7 +26,9 @@ async def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Any, 
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
-    settings.queueing.worker_limit = WORKER_LIMIT
+    # No settings.queueing.worker_limit: Kopf holds a worker per object until all objects are
+    # indexed, so a limit below the object count deadlocks start-up (seen at 200 nodes). SSH
+    # fan-out is bounded by the pool (sessions per host) and by waiting turns in memory.
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.networking.connect_timeout = 10
@@ -43,7 +43,7 @@ async def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Any, 
     memo.fleet = FleetState(pool=SSHPool(on_command=on_command), kube=KubeApi())
     port = int(os.environ.get("RKE2FLEET_METRICS_PORT", "0"))
     memo.metrics_server = metrics.start_metrics_server(port) if port else None
-    logger.info("rke2fleet started (worker limit %d)", WORKER_LIMIT)
+    logger.info("rke2fleet started")
 
 
 @kopf.on.cleanup()
