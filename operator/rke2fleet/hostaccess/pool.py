@@ -286,7 +286,13 @@ class SSHPool:
         while True:
             conn, _, fresh = await self._connection(target)
             try:
-                return await opener(conn), conn
+                return await asyncio.wait_for(opener(conn), target.connect_timeout), conn
+            except TimeoutError:
+                # A host that stopped answering (frozen, network gone) never confirms the channel;
+                # without a limit only keepalives would notice, minutes later.
+                self._drop(host, conn)
+                cause = f"no answer to a session request within {target.connect_timeout:g}s"
+                raise HostUnreachable(target.address, target.port, cause) from None
             except asyncssh.ChannelOpenError as exc:
                 if not conn.is_closed():
                     refusals += 1
