@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from rke2fleet.hostaccess import CommandFailed, HostTarget, SSHPool, redact
+from rke2fleet.hostaccess import CommandFailed, CommandTimeout, HostTarget, SSHPool, redact
 from rke2fleet.reconcile import kubectl
 from rke2fleet.reconcile.desired import CONFIG_PATH, DesiredNode
 from rke2fleet.reconcile.plan import Plan, Step
@@ -172,5 +172,11 @@ async def apply_plan(
         except CommandFailed as exc:
             reason = "InstallFailed" if step is Step.INSTALL else "CommandFailed"
             raise StepFailed(step, reason, f"{step.value} failed: {exc}") from None
+        except CommandTimeout as exc:
+            if step is not Step.INSTALL:
+                raise
+            # The host answered; what hangs is a download: not an unreachable host.
+            msg = f"{step.value} did not finish within {exc.timeout:g}s (installer endpoint or mirror not answering?)"
+            raise StepFailed(step, "InstallFailed", msg) from None
         result.done.append(step)
     return result
