@@ -68,7 +68,8 @@ def test_sshd_killed_mid_install_then_restarted(e2e: RelE2E) -> None:
     assert len(joins) == 1, joins  # one init, one node, whatever ran twice
     assert len(sb.host_pids(host)) > 0
     print(
-        f"\nsshd killed mid-install: Ready {took:.1f}s after the cut; left behind: {state.splitlines()[1:]}; install.sh fetched "
+        f"\nsshd killed mid-install: Ready {took:.1f}s after the cut; left behind: {state.splitlines()[1:]}; "
+        f"install.sh fetched "
         f"{installer_stats(sb.state_dir).get('/install.sh', 0)}x, tarballs {tarballs(sb)}, joins {len(joins)}"
     )
 
@@ -185,13 +186,15 @@ def test_installer_hanging_then_recovers(e2e: RelE2E) -> None:
         lambda: (c := kube.condition("rke2nodes", name, "Installed")) and c["status"] == "False" and c,
         60,
     )
-    assert "install" in c["message"].lower() and ("timed out" in c["message"] or "hang" in c["message"]), c
+    assert c["reason"] == "InstallFailed" and "did not finish within 6s" in c["message"], c
+    reach = kube.condition("rke2nodes", name, "Reachable")
+    assert reach and reach["status"] == "True", reach  # the host answered: it is the download that hangs
     ev = kube.wait("Warning Event", lambda: [e for e in kube.events(name) if e.type == "Warning"], 15)
     assert any("install" in (e.message or "").lower() for e in ev)
     attempts_at: list[float] = []
     start = time.monotonic()
     seen = installer_stats(sb.state_dir).get("/install.sh", 0)
-    while time.monotonic() - start < 40 and len(attempts_at) < 2:
+    while time.monotonic() - start < 60 and not attempts_at:
         now = installer_stats(sb.state_dir).get("/install.sh", 0)
         if now > seen:
             attempts_at.append(time.monotonic())
