@@ -16,14 +16,14 @@ DATA_BIN = "/var/lib/rancher/rke2/bin"
 RKE2_PATHS = ("/usr/local/bin/rke2", "/opt/rke2/bin/rke2", "/usr/bin/rke2")
 
 # Read-only. Runs under `sh -s` (through sudo for non-root users).
-FACTS_SCRIPT = rf"""
+_SCRIPT = rf"""
 set +e
 rke2=""
 for p in {" ".join(RKE2_PATHS)}; do [ -x "$p" ] && {{ rke2="$p"; break; }}; done
 echo "rke2_path=$rke2"
 if [ -n "$rke2" ]; then echo "rke2_version=$("$rke2" --version 2>/dev/null | head -n 1)"; fi
 if [ -f {CONFIG_PATH} ]; then echo "config_sha256=$(sha256sum {CONFIG_PATH} | cut -d ' ' -f 1)"; fi
-for u in rke2-server rke2-agent; do
+for u in @UNITS@; do
   echo "$u.enabled=$(systemctl is-enabled "$u" 2>/dev/null)"
   echo "$u.active=$(systemctl is-active "$u" 2>/dev/null)"
 done
@@ -36,6 +36,16 @@ echo "data_bin=$(readlink {DATA_BIN} 2>/dev/null)"
 echo "arch=$(uname -m)"
 echo "facts_end=1"
 """
+UNITS = ("rke2-server", "rke2-agent")
+
+
+def facts_script(units: tuple[str, ...] = UNITS) -> str:
+    """Ask systemctl about these units only: a node needs its own role's unit, and each
+    systemctl call is a process start on the host (the steady-state cost per pass)."""
+    return _SCRIPT.replace("@UNITS@", " ".join(u for u in units if u in UNITS))
+
+
+FACTS_SCRIPT = facts_script()
 
 _VERSION_RE = re.compile(r"rke2 version (v\d+\.\d+\.\d+(?:-rc\d+)?\+rke2r\d+)")
 _DATA_TAG_RE = re.compile(r"data/(v\d+\.\d+\.\d+(?:-rc\d+)?)[-+](rke2r\d+)")

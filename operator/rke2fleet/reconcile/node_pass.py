@@ -24,7 +24,7 @@ from rke2fleet.hostaccess import (
 from rke2fleet.reconcile.apply import StepFailed, apply_plan
 from rke2fleet.reconcile.conditions import Cond
 from rke2fleet.reconcile.desired import DesiredNode, desired_node
-from rke2fleet.reconcile.facts import FACTS_SCRIPT, FactsError, HostFacts, parse_facts
+from rke2fleet.reconcile.facts import FactsError, HostFacts, facts_script, parse_facts
 from rke2fleet.reconcile.ordering import GoAhead
 from rke2fleet.reconcile.plan import Plan, Step, plan_node
 
@@ -79,8 +79,8 @@ class NodeInputs:
     was_drifted: bool = False  # status has Drifted=True
 
 
-async def read_facts(pool: SSHPool, target: HostTarget) -> HostFacts:
-    res = await pool.run(target, script=FACTS_SCRIPT)
+async def read_facts(pool: SSHPool, target: HostTarget, unit: str | None = None) -> HostFacts:
+    res = await pool.run(target, script=facts_script((unit,)) if unit else facts_script())
     return parse_facts(res.stdout)
 
 
@@ -182,7 +182,7 @@ async def node_pass(
         version=inputs.version,
     )
     try:
-        facts = await read_facts(pool, inputs.target)
+        facts = await read_facts(pool, inputs.target, desired.unit)
     except HostAccessError as exc:
         return access_failure(exc, inputs.target)
     except FactsError as exc:
@@ -283,7 +283,7 @@ async def _apply(
     out.host_actions = len(result.done)
     # Re-read so the status reports what is on the host, not what we hoped for.
     try:
-        after = await read_facts(pool, inputs.target)
+        after = await read_facts(pool, inputs.target, desired.unit)
     except HostAccessError as exc:
         return access_failure(exc, inputs.target)
     except FactsError:
