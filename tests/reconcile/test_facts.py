@@ -89,8 +89,8 @@ def test_other_fields() -> None:
     assert (f.os, f.arch) == ("debian 12", "x86_64")
     assert host_facts().config_sha256 is None
     assert not host_facts().token_present
-    extra = parse_facts("token_present=yes\nkubeconfig_present=yes\n" + facts_output())
-    assert extra.token_present and extra.kubeconfig_present
+    extra = parse_facts("token_present=yes\nkubeconfig_sha256=" + "ab" * 32 + "\n" + facts_output())
+    assert extra.token_present and extra.kubeconfig_present and extra.kubeconfig_sha256 == "ab" * 32
 
 
 @pytest.mark.parametrize(

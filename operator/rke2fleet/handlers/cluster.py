@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import time
 from typing import Any
 
 import kopf
 
 from rke2fleet import GROUP, VERSION, metrics
-from rke2fleet.api import RKE2ClusterSpec, SpecError, parse_cluster_spec, parse_duration, parse_node_spec
+from rke2fleet.api import RKE2ClusterSpec, SpecError, parse_cluster_spec, parse_node_spec
 from rke2fleet.handlers import indexes
 from rke2fleet.handlers.access import Waiting, build_target
 from rke2fleet.handlers.observe import observed
@@ -101,20 +100,20 @@ async def publish_kubeconfig(
         data = rewrite_kubeconfig(raw, cluster_name=name, address=address)
     except KubeconfigError as exc:
         raise Waiting("KubeconfigInvalid", str(exc), 30) from None
-    digest = hashlib.sha256(data).hexdigest()
-    secret = f"{name}-kubeconfig"
-    meta = await fleet.kube.read_secret_meta(namespace, secret)
-    if meta and meta["annotations"].get(SOURCE_ANNOTATION) == digest:
-        return False
     await fleet.kube.apply_secret(
         namespace,
-        secret,
+        f"{name}-kubeconfig",
         {"value": data},
         owner={"name": name, "uid": uid},
-        annotations={SOURCE_ANNOTATION: digest},
+        annotations={SOURCE_ANNOTATION: kubeconfig_source(hashlib.sha256(raw).hexdigest(), address)},
         component="kubeconfig",
     )
     return True
+
+
+def kubeconfig_source(raw_sha256: str, address: str) -> str:
+    """What the published kubeconfig was made from: the server's rke2.yaml and the address."""
+    return f"{raw_sha256}@{address}"
 
 
 async def reconcile_cluster(
@@ -212,13 +211,15 @@ async def reconcile_cluster(
     address = cluster.registration_address or (str(init_entry["spec"].get("address")) if init_entry else None)
     kc_ready = False
     if ready_servers and address:
-        key = (namespace, name)
-        due = time.monotonic() - fleet.kubeconfig_checked.get(key, 0.0) >= parse_duration(cluster.drift_check_interval)
-        have = status.get("kubeconfigSecretName")
+        source = ready_servers[0]
+        seen = fleet.kubeconfig_seen.get((namespace, source["name"]))
         try:
-            if due or not have:
-                await publish_kubeconfig(fleet, namespace, name, uid, cluster, ready_servers[0], address)
-                fleet.kubeconfig_checked[key] = time.monotonic()
+            # Re-read rke2.yaml only when the Secret is missing or the file changed (RKE2 rewrites
+            # it at every start; certificate renewal changes it): the node passes report its hash.
+            meta = await fleet.kube.read_secret_meta(namespace, f"{name}-kubeconfig")
+            published = (meta or {}).get("annotations", {}).get(SOURCE_ANNOTATION)
+            if meta is None or (seen is not None and published != kubeconfig_source(seen, address)):
+                await publish_kubeconfig(fleet, namespace, name, uid, cluster, source, address)
             fields["kubeconfigSecretName"] = f"{name}-kubeconfig"
             kc_ready = True
             conds.append(
@@ -434,8 +435,6 @@ async def cluster_deleted(*, name: str, namespace: Any, memo: Any, **kw: Any) ->
     remaining = [e["name"] for e in indexes.many(kw["nodes"], (namespace, name))]
     if remaining:
         raise kopf.TemporaryError(f"waiting for its RKE2Nodes to be deleted: {', '.join(sorted(remaining))}", delay=5)
-    fleet: FleetState = memo.fleet
-    fleet.kubeconfig_checked.pop((namespace, name), None)
     metrics.forget_cluster(namespace, name)
 
 

@@ -178,6 +178,8 @@ async def reconcile_node(
         release=release,
         on_phase=on_phase,
     )
+    if outcome.kubeconfig_sha256:
+        fleet.kubeconfig_seen[(namespace, name)] = outcome.kubeconfig_sha256
     for kind in outcome.drift_kinds:
         metrics.record_drift(namespace, cname, name, kind)
     _record_accepted_key(fleet, target, outcome.status)

@@ -25,7 +25,9 @@ class FleetState:
     cluster_locks: defaultdict[ClusterKey, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     node_locks: defaultdict[NodeKey, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     busy: defaultdict[ClusterKey, set[str]] = field(default_factory=lambda: defaultdict(set))
-    kubeconfig_checked: dict[ClusterKey, float] = field(default_factory=dict)
+    # sha256 of each server's rke2.yaml as its last pass saw it (facts), so the cluster re-reads
+    # the file only when it changed: no extra SSH command in a steady pass.
+    kubeconfig_seen: dict[NodeKey, str] = field(default_factory=dict)
     next_pass: dict[NodeKey, float] = field(default_factory=dict)  # monotonic time of the next timer pass
     # Per node: the cluster's desired-state stamp its last pass saw (see node.desired_stamp).
     seen_stamp: dict[NodeKey, tuple[Any, ...]] = field(default_factory=dict)
@@ -39,6 +41,6 @@ class FleetState:
         return fresh
 
     def forget_node(self, key: NodeKey) -> None:
-        for table in (self.next_pass, self.seen_stamp, self.last_events):
+        for table in (self.next_pass, self.seen_stamp, self.last_events, self.kubeconfig_seen):
             table.pop(key, None)
         self.node_locks.pop(key, None)

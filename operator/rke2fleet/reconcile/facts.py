@@ -28,7 +28,7 @@ for u in @UNITS@; do
   echo "$u.active=$(systemctl is-active "$u" 2>/dev/null)"
 done
 [ -f {TOKEN_PATH} ] && echo "token_present=yes"
-[ -f {KUBECONFIG_PATH} ] && echo "kubeconfig_present=yes"
+[ -f {KUBECONFIG_PATH} ] && echo "kubeconfig_sha256=$(sha256sum {KUBECONFIG_PATH} | cut -d ' ' -f 1)"
 # RKE2 points data/bin at the data dir of the version it last started (reference §7): with the
 # unit active, that is the running version even after a newer binary was installed.
 echo "data_bin=$(readlink {DATA_BIN} 2>/dev/null)"
@@ -72,6 +72,7 @@ class HostFacts:
     kubeconfig_present: bool
     os: str
     arch: str
+    kubeconfig_sha256: str | None = None  # of rke2.yaml: the cluster re-reads it only when this changes
 
     def unit(self, role: str) -> UnitFacts:
         return self.server if role == "server" else self.agent
@@ -107,7 +108,8 @@ def parse_facts(stdout: str) -> HostFacts:
         server=server,
         agent=agent,
         token_present=values.get("token_present") == "yes",
-        kubeconfig_present=values.get("kubeconfig_present") == "yes",
+        kubeconfig_present=bool(values.get("kubeconfig_sha256")),
+        kubeconfig_sha256=values.get("kubeconfig_sha256") or None,
         os=values.get("os", ""),
         arch=values.get("arch", ""),
     )

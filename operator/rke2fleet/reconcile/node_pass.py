@@ -58,6 +58,7 @@ class NodeOutcome:
     retry_after: float | None = None  # None: done until the next tick
     host_actions: int = 0  # steps run that changed the host
     drift_kinds: list[str] = field(default_factory=list)
+    kubeconfig_sha256: str | None = None  # of the host's rke2.yaml, seen by this pass
 
 
 @dataclass
@@ -85,6 +86,7 @@ async def read_facts(pool: SSHPool, target: HostTarget, unit: str | None = None)
 
 
 def _facts_status(facts: HostFacts) -> dict[str, Any]:
+    """Status fields straight from the facts."""
     return {"installedVersion": facts.installed_version, "os": facts.os, "arch": facts.arch}
 
 
@@ -326,6 +328,7 @@ def _step_failed(out: NodeOutcome, inputs: NodeInputs, exc: StepFailed) -> NodeO
 
 
 def _ready_outcome(out: NodeOutcome, desired: DesiredNode, facts: HostFacts, inputs: NodeInputs) -> NodeOutcome:
+    out.kubeconfig_sha256 = facts.kubeconfig_sha256
     active = facts.unit(desired.role).is_active
     running = facts.running_version if active else None
     out.status["runningVersion"] = running
