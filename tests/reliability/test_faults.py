@@ -35,8 +35,8 @@ def events_of(sb: Any, node: str, kind: str) -> list[dict[str, Any]]:
 
 
 def install_state(sb: Any, host: Any) -> str:
-    """`rke2 --version`'s first line and the installer's temporary directories still there."""
-    return sh(sb, host, "rke2 --version 2>&1 | head -1; ls -d /tmp/rke2-install.* 2>/dev/null || true").strip()
+    """`rke2 --version` on the host (/tmp is the machine's, shared: its leftovers are not ours)."""
+    return sh(sb, host, "rke2 --version 2>&1 | head -1").strip()
 
 
 def test_sshd_killed_mid_install_then_restarted(e2e: RelE2E) -> None:
@@ -62,13 +62,13 @@ def test_sshd_killed_mid_install_then_restarted(e2e: RelE2E) -> None:
     kube.wait_phase("rke2clusters", "cut", "Ready", timeout=90)
     took = time.monotonic() - cut_at
     state = install_state(sb, host)
-    assert state.splitlines()[0].startswith(f"rke2 version {DEFAULT_VERSION}"), state
+    assert state.startswith(f"rke2 version {DEFAULT_VERSION}"), state
     assert sh(sb, host, "systemctl is-active rke2-server").strip() == "active"
     joins = events_of(sb, host.name, "join")
     assert len(joins) == 1, joins  # one init, one node, whatever ran twice
     assert len(sb.host_pids(host)) > 0
     print(
-        f"\nsshd killed mid-install: Ready {took:.1f}s after the cut; left behind: {state.splitlines()[1:]}; "
+        f"\nsshd killed mid-install: Ready {took:.1f}s after the cut; "
         f"install.sh fetched "
         f"{installer_stats(sb.state_dir).get('/install.sh', 0)}x, tarballs {tarballs(sb)}, joins {len(joins)}"
     )
@@ -181,30 +181,30 @@ def test_installer_hanging_then_recovers(e2e: RelE2E) -> None:
     kube.apply(cluster_manifests(sb, "hang", extra_spec={"ssh": {**_ssh(sb), "commandTimeout": "6s"}}))
     e2e.operator()
     name = sb.servers[0].name
-    c = kube.wait(
-        "a condition about the install",
-        lambda: (c := kube.condition("rke2nodes", name, "Installed")) and c["status"] == "False" and c,
-        60,
-    )
+    # Every attempt fetches install.sh first (counted by the endpoint even while it hangs).
+    attempts: list[float] = []
+    seen = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(attempts) < 2:
+        now = installer_stats(sb.state_dir).get("/install.sh", 0)
+        if now > seen:
+            attempts.append(time.monotonic())
+            seen = now
+        time.sleep(0.2)
+    assert len(attempts) == 2, "no retry"
+    interval = attempts[1] - attempts[0]
+    assert interval > 6 + 5, f"retried {interval:.1f}s after a 6 s timeout: no backoff"
+    c = kube.condition("rke2nodes", name, "Installed")
+    assert c and c["status"] == "False", c
     assert c["reason"] == "InstallFailed" and "did not finish within 6s" in c["message"], c
     reach = kube.condition("rke2nodes", name, "Reachable")
     assert reach and reach["status"] == "True", reach  # the host answered: it is the download that hangs
-    ev = kube.wait("Warning Event", lambda: [e for e in kube.events(name) if e.type == "Warning"], 15)
-    assert any("install" in (e.message or "").lower() for e in ev)
-    attempts_at: list[float] = []
-    start = time.monotonic()
-    seen = installer_stats(sb.state_dir).get("/install.sh", 0)
-    while time.monotonic() - start < 60 and not attempts_at:
-        now = installer_stats(sb.state_dir).get("/install.sh", 0)
-        if now > seen:
-            attempts_at.append(time.monotonic())
-            seen = now
-        time.sleep(0.2)
-    assert attempts_at, "no retry"
+    ev = [e for e in kube.events(name) if e.type == "Warning" and e.reason == "InstallFailed"]
+    assert ev and "did not finish" in (ev[0].message or "")
     sb.set_installer_fault(None)
     cleared = time.monotonic()
     kube.wait_phase("rke2clusters", "hang", "Ready", timeout=90)
     print(
-        f"\ninstaller hanging: retries at +{[round(t - start, 1) for t in attempts_at]}s; "
-        f"Ready {time.monotonic() - cleared:.1f}s after the endpoint came back"
+        f"\ninstaller hanging: InstallFailed, retried {interval:.1f}s after the first attempt "
+        f"(6 s timeout + retry delay); Ready {time.monotonic() - cleared:.1f}s after the endpoint came back"
     )

@@ -70,7 +70,7 @@ _label = st.tuples(st.one_of(st.just(""), _subdomain.map(lambda p: p + "/")), _n
 _taint = st.tuples(_name, _name, st.sampled_from(["NoSchedule", "PreferNoSchedule", "NoExecute"])).map(
     lambda t: f"{t[0]}={t[1]}:{t[2]}"
 )
-_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+_text = st.text(st.characters(codec="utf-8"), max_size=40)
 # Free text with a marker command spliced in somewhere.
 _hostile = st.tuples(_text, st.sampled_from(PAYLOADS), _text).map("".join)
 _scalar = st.one_of(_hostile, _hostile, st.integers(), st.booleans())

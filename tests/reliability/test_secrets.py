@@ -4,6 +4,9 @@ something). The scan itself runs after every test of this folder (see conftest.p
 
 from __future__ import annotations
 
+from typing import Any
+
+import kubernetes
 import pytest
 
 from rke2fleet import GROUP, VERSION
@@ -38,7 +41,11 @@ def test_file_modes_secret_owners_and_scan(e2e: RelE2E, kubeconfig_mode: str) ->
     uid = cl["metadata"]["uid"]
     owned = {}
     for name in ("sec-token", "sec-kubeconfig"):
-        secret = kube.wait(f"Secret {name}", lambda name=name: kube.secret(name) and kube.secret_object(name))
+
+        def published(name: str = name) -> Any:
+            return kube.secret(name) and kube.secret_object(name)
+
+        secret = kube.wait(f"Secret {name}", published)
         refs = secret.metadata.owner_references or []
         owned[name] = [(r.kind, r.name, r.uid, r.controller) for r in refs]
         assert owned[name] == [("RKE2Cluster", "sec", uid, True)], owned[name]
@@ -47,7 +54,10 @@ def test_file_modes_secret_owners_and_scan(e2e: RelE2E, kubeconfig_mode: str) ->
     # The scan sees what it must: the join token planted in a ConfigMap and in an RKE2Node's
     # annotation is found there, and nowhere else.
     token = (kube.secret("sec-token") or {})["token"].decode().strip()
-    kube.core.create_namespaced_config_map(NS, {"metadata": {"name": "leak"}, "data": {"x": f"...{token}..."}})
+    leak = kubernetes.client.V1ConfigMap(
+        metadata=kubernetes.client.V1ObjectMeta(name="leak"), data={"x": f"...{token}..."}
+    )
+    kube.core.create_namespaced_config_map(NS, leak)
     leaks = scan_for_secrets(kube, sb, e2e.texts())
     assert leaks and all("emulator objects /api/v1/configmaps" in leak for leak in leaks), leaks
     kube.core.delete_namespaced_config_map("leak", NS)
