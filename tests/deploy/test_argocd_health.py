@@ -10,9 +10,10 @@ import yaml
 from deploy_testlib import DEPLOY
 
 SAMPLES = sorted((Path(__file__).parent / "samples").glob("*.yaml"))
+# One script for both kinds (they share the status contract); each kind's samples run through it.
 HEALTH_SCRIPTS = {
-    "RKE2Cluster": DEPLOY / "argocd" / "health-rke2cluster.lua",
-    "RKE2Node": DEPLOY / "argocd" / "health-rke2node.lua",
+    "RKE2Cluster": DEPLOY / "argocd" / "health.lua",
+    "RKE2Node": DEPLOY / "argocd" / "health.lua",
 }
 
 

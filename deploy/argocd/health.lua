@@ -1,4 +1,4 @@
--- Argo CD health of an RKE2Cluster (rke2fleet.io). Same rules as kstatus/Flux:
+-- Argo CD health of RKE2Cluster and RKE2Node (rke2fleet.io): both kinds share one status contract. Same rules as kstatus/Flux:
 -- status not yet for this generation -> Progressing; Stalled=True -> Degraded;
 -- phase Paused -> Suspended; Ready=True -> Healthy; otherwise Progressing with Ready's message.
 local hs = {}
