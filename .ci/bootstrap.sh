@@ -25,6 +25,6 @@ fi
 stamp="$VENV/.rke2fleet-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
-  "$VENV/bin/pip" install -q -e '.[test]'
+  "$VENV/bin/pip" install -q -e '.[test,bench]'  # bench: the benchmark's smoke test runs in CI too
   touch "$stamp"
 fi
