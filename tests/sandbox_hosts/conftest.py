@@ -59,8 +59,9 @@ def _ticks_now() -> int:
 def assert_gone(before: Snapshot, state_dir: Path) -> None:
     """Nothing of the sandbox is left: no process of its hosts, no state directory."""
     # A process that was exiting on its own at the snapshot (an sshd child whose client just
-    # left) may still show in /proc for a moment, after it has left its namespaces.
-    deadline = time.monotonic() + 2.0
+    # left), or one SIGKILLed by down() on a loaded machine, may still show in /proc for a
+    # moment: give it a few seconds to be gone before calling it left behind.
+    deadline = time.monotonic() + 10.0
     while survivors := [pid for pid, start in before.processes.items() if process_start_time(pid) == start]:
         if time.monotonic() > deadline:
             break
