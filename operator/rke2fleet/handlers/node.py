@@ -285,7 +285,7 @@ async def node_changed(*, memo: Any, name: str, namespace: Any, **kw: Any) -> No
         async with fleet.node_locks[(namespace, name)]:
             delay = await reconcile_node(memo=memo, name=name, namespace=namespace, timer=False, **_pick(kw))
         fleet.next_pass[(namespace, name)] = time.monotonic() + (
-            delay or _drift_interval(kw.get("clusters"), {**kw, "namespace": namespace})
+            delay or _drift_interval(kw["clusters"], namespace, kw["spec"])
         )
         if delay is not None:
             raise kopf.TemporaryError("not converged yet; see status", delay=delay)
@@ -298,7 +298,7 @@ async def node_tick(*, memo: Any, name: str, namespace: Any, spec: Any, **kw: An
     if lock.locked():
         return
     ckey = (namespace, str(spec.get("cluster")))
-    interval = _drift_interval(kw["clusters"], {"spec": spec, "namespace": namespace})
+    interval = _drift_interval(kw["clusters"], namespace, spec)
     key = (namespace, name)
     due = time.monotonic() >= fleet.next_pass.get(key, 0.0)
     stamp = desired_stamp(indexes.one(kw["clusters"], ckey))
@@ -344,9 +344,9 @@ def desired_stamp(centry: Any | None) -> tuple[Any, ...]:
     return (centry["generation"], st.get("targetVersion"), st.get("initServer"), st.get("tokenSecretName"))
 
 
-def _drift_interval(clusters: Any, kw: dict[str, Any]) -> float:
-    spec = kw.get("spec") or {}
-    centry = indexes.one(clusters, (kw.get("namespace"), str(spec.get("cluster")))) if clusters is not None else None
+def _drift_interval(clusters: Any, namespace: str, spec: Any) -> float:
+    """The node's cluster's driftCheckInterval in seconds (5 minutes when unknown)."""
+    centry = indexes.one(clusters, (namespace, str(spec.get("cluster"))))
     try:
         return parse_duration(str((centry or {}).get("spec", {}).get("driftCheckInterval", "5m")))
     except ValueError:

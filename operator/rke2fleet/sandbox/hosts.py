@@ -261,13 +261,20 @@ def start_holder(layout: StateLayout, plan: HostPlan, seed: Path) -> subprocess.
         )
 
 
-def await_holder(proc: subprocess.Popen[bytes], name: str) -> str:
-    """Wait for the holder's `ready`; returns its mount namespace link."""
+def said_ready(proc: subprocess.Popen[bytes]) -> bool:
+    """Read the child's first stdout line: `ready`, or it failed (then it is reaped)."""
     assert proc.stdout is not None
     line = proc.stdout.readline()
     proc.stdout.close()
-    if line.strip() != b"ready":
-        proc.wait(timeout=5)
+    if line.strip() == b"ready":
+        return True
+    proc.wait(timeout=5)
+    return False
+
+
+def await_holder(proc: subprocess.Popen[bytes], name: str) -> str:
+    """Wait for the holder's `ready`; returns its mount namespace link."""
+    if not said_ready(proc):
         raise SandboxError(f"host {name}: namespace setup failed (see logs/{name}.holder.log)")
     ns = mount_namespace(proc.pid)
     if ns is None or ns == mount_namespace(os.getpid()):

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from rke2fleet.sandbox.hosts import SandboxError
+from rke2fleet.sandbox.hosts import SandboxError, said_ready
 
 CONNECT_TIMEOUT = 2.0
 DEFAULT_PORTS = (9345, 6443)
@@ -119,11 +119,7 @@ def start_load_balancer(
 
 
 def await_ready(proc: subprocess.Popen[bytes], what: str) -> None:
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    proc.stdout.close()
-    if line.strip() != b"ready":
-        proc.wait(timeout=5)
+    if not said_ready(proc):
         raise SandboxError(f"{what} did not start (exit {proc.returncode})")
 
 
