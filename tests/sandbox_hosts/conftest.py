@@ -45,9 +45,10 @@ class Snapshot:
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.namespaces = [h.mnt_ns for h in sandbox.hosts]
-        self.processes = {
-            pid: process_start_time(pid) for h in sandbox.hosts for pid in sandbox.host_pids(h)
-        }
+        # A process that ends between the listing and the read of its start time has none:
+        # leave it out, or `None == None` would later count it as a survivor.
+        starts = {pid: process_start_time(pid) for h in sandbox.hosts for pid in sandbox.host_pids(h)}
+        self.processes = {pid: start for pid, start in starts.items() if start is not None}
         self.ticks = _ticks_now()
 
 
@@ -68,7 +69,12 @@ def assert_gone(before: Snapshot, state_dir: Path) -> None:
         time.sleep(0.02)
     assert not survivors, f"processes left behind: {survivors}"
     now_in = pids_in_namespaces(before.namespaces)
-    old = [pid for pids in now_in.values() for pid in pids if (process_start_time(pid) or 0) <= before.ticks]
+    old = [
+        pid
+        for pids in now_in.values()
+        for pid in pids
+        if (start := process_start_time(pid)) is not None and start <= before.ticks
+    ]
     assert not old, f"processes left in the hosts' namespaces: {old}"
     assert not state_dir.exists(), f"{state_dir} still exists"
 
