@@ -26,7 +26,9 @@ from rke2fleet.sandbox.installer import InstallerHandle, start_installer
 STANDINS = Path(__file__).resolve().parents[2] / "operator" / "rke2fleet" / "sandbox" / "standins"
 PRIVATE = ["/etc/rancher", "/var/lib/rancher", "/usr/local", "/run/rke2fleet"]
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_addresses = itertools.count(10)
+# Each xdist worker gets its own 60 addresses: two workers' servers on one address collide on port 9345.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_addresses = itertools.count()
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for unshare")
 
@@ -125,7 +127,8 @@ def make_host(tmp_path: Path) -> Iterator[object]:
     datastore = tmp_path / "datastore"
 
     def make(name: str) -> NsHost:
-        host = NsHost(name, f"127.0.3.{next(_addresses) % 250 + 1}", tmp_path / name, datastore)
+        address = f"127.0.3.{10 + 60 * (_WORKER % 4) + next(_addresses) % 60}"
+        host = NsHost(name, address, tmp_path / name, datastore)
         hosts.append(host)
         host.start()
         return host

@@ -110,7 +110,8 @@ def ensure_sudo_user(user: str = SUDO_USER) -> None:
 
 def _shim(tool: str) -> bytes:
     script = STANDINS_DIR / f"{tool}.py"
-    return f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -s {shlex.quote(str(script))} "$@"\n'.encode()
+    # -S: the shimmed stand-ins are stdlib-only, and skipping site (venv .pth files) saves ~7 ms a call.
+    return f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -S {shlex.quote(str(script))} "$@"\n'.encode()
 
 
 def _etc_hosts(plans: Sequence[HostPlan], me: HostPlan) -> bytes:

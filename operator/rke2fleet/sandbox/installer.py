@@ -130,7 +130,8 @@ CIS_SYSCTL = "vm.panic_on_oom=0\nvm.overcommit_memory=1\nkernel.panic=10\nkernel
 def tarball_files(
     version: str, python: str, standins_dir: str, prefix: str = "/usr/local"
 ) -> dict[str, tuple[str, int]]:
-    rke2_shim = f'#!/bin/sh\nexec {python} -s {standins_dir}/rke2.py --standin-version {version} "$@"\n'
+    # -S: `rke2 --version` is stdlib-only; the server/agent path adds site-packages itself (for PyYAML).
+    rke2_shim = f'#!/bin/sh\nexec {python} -S {standins_dir}/rke2.py --standin-version {version} "$@"\n'
     files = {
         "bin/rke2": (rke2_shim, 0o755),
         "bin/rke2-killall.sh": (KILLALL, 0o755),

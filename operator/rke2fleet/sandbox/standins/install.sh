@@ -131,9 +131,11 @@ install_tarball() {
     rm -rf "${INSTALL_RKE2_TAR_PREFIX}"/.rke2-stage.*
     stage=$(mktemp -d "${INSTALL_RKE2_TAR_PREFIX}/.rke2-stage.XXXXXX")
     tar xzf "${TMP_TARBALL}" -C "${stage}" || fatal "failed to unpack the tarball"
+    # Shell expansions and `[ -d ]` instead of $(dirname) and an unconditional mkdir: one process per
+    # file (the mv), not three; this runs inside the timed converge of every host.
     (cd "${stage}" && find . -type f) | while read -r file; do
         dest="${INSTALL_RKE2_TAR_PREFIX}/${file#./}"
-        mkdir -p "$(dirname "${dest}")"
+        [ -d "${dest%/*}" ] || mkdir -p "${dest%/*}"
         mv -f "${stage}/${file#./}" "${dest}"
     done
     rm -rf "${stage}"

@@ -1,0 +1,572 @@
+"""The ``rke2`` stand-in behind ``rke2.py`` (the entry script answers ``--version`` without importing this).
+
+``rke2 server|agent`` (config.yaml + drop-ins, first server / join over the supervisor port 9345,
+the shared datastore); ``rke2 etcd-snapshot save|ls``; other subcommands exist but say they are not
+implemented in the sandbox. The supervisor speaks plain HTTP on 9345.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+
+# No `typing` at run time: this module is imported on every non-version rke2 call.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+    from rke2fleet.sandbox.standins import fleetstore
+    from rke2fleet.sandbox.standins import standin_common as common
+
+
+def _import_helpers() -> None:
+    import importlib
+
+    globals()["fleetstore"] = importlib.import_module("fleetstore")
+    globals()["common"] = importlib.import_module("standin_common")
+
+
+def import_yaml() -> Any:
+    """PyYAML, the one non-stdlib module: the shim runs ``python -S``, so add site-packages first."""
+    if sys.flags.no_site:
+        import site
+
+        site.main()
+    import yaml
+
+    return yaml
+
+
+DEFAULT_VERSION = "v1.35.7+rke2r1"
+GO_VERSION = "go version go1.26.5 X:boringcrypto"
+CONFIG_FILE = "/etc/rancher/rke2/config.yaml"
+KUBECONFIG_FILE = "/etc/rancher/rke2/rke2.yaml"
+NODE_PASSWORD_FILE = "/etc/rancher/node/password"  # noqa: S105 - a path, not a password
+SUPERVISOR_PORT = 9345
+API_PORT = 6443
+
+BOTH_KEYS = {
+    "server", "token", "token-file", "node-name", "with-node-id", "node-label", "node-taint", "node-ip",
+    "node-external-ip", "data-dir", "private-registry", "selinux", "profile", "protect-kernel-defaults",
+    "kubelet-arg", "kube-proxy-arg", "resolv-conf", "debug", "config", "image-credential-provider-bin-dir",
+    "image-credential-provider-config", "lb-server-port", "kube-proxy-extra-mount", "kubelet-extra-mount",
+    "system-default-registry", "pause-image", "snapshotter", "container-runtime-endpoint", "cloud-provider-name",
+}
+SERVER_KEYS = {
+    "agent-token", "agent-token-file", "tls-san", "advertise-address", "cluster-cidr", "service-cidr",
+    "cluster-dns", "cluster-domain", "cni", "ingress-controller", "write-kubeconfig-mode",
+    "write-kubeconfig-group", "write-kubeconfig", "kube-apiserver-arg", "kube-controller-manager-arg",
+    "kube-scheduler-arg", "etcd-arg", "disable", "secrets-encryption-provider", "cluster-reset",
+    "cluster-reset-restore-path", "disable-cloud-controller", "disable-kube-proxy", "egress-selector-mode",
+    "bind-address", "https-listen-port", "service-node-port-range", "enable-servicelb", "embedded-registry",
+    "disable-scheduler", "disable-apiserver", "disable-controller-manager", "disable-etcd",
+    "secrets-encryption", "audit-policy-file", "pod-security-admission-config-file", "kubelet-path",
+}
+SERVER_KEY_PREFIXES = ("etcd-", "kube-apiserver-", "kube-controller-manager-", "kube-scheduler-")
+CRITICAL_DEFAULTS = {
+    "agent-token": "",
+    "cluster-cidr": "10.42.0.0/16",
+    "cluster-dns": "10.43.0.10",
+    "cluster-domain": "cluster.local",
+    "disable-cloud-controller": "false",
+    "disable-kube-proxy": "false",
+    "egress-selector-mode": "agent",
+    "service-cidr": "10.43.0.0/16",
+}
+
+
+def fake_commit(version: str) -> str:
+    return hashlib.sha1(version.encode()).hexdigest()  # noqa: S324 - a fake commit id, not security
+
+
+def log(level: str, msg: str) -> None:
+    print(common.logrus_line(level, msg), file=sys.stderr, flush=True)
+
+
+def fatal(msg: str) -> NoReturn:
+    log("fatal", msg)
+    sys.exit(1)
+
+
+# -- configuration ---------------------------------------------------------------------------------
+def load_config(path: str) -> dict[str, Any]:
+    """config.yaml then config.yaml.d/*.yaml in name order; last wins, ``key+:`` appends."""
+    import glob
+    import os
+
+    yaml = import_yaml()
+    files = ([path] if os.path.exists(path) else []) + sorted(glob.glob(f"{path}.d/*.yaml"))
+    merged: dict[str, Any] = {}
+    for name in files:
+        try:
+            with open(name) as f:
+                data = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            fatal(f"failed to parse {name}: {exc}".replace("\n", " "))
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            fatal(f"failed to parse {name}: yaml: config file is not a map")
+        for key, value in data.items():
+            key = str(key)
+            if key.endswith("+"):
+                base = key[:-1]
+                merged[base] = _as_list(merged.get(base)) + _as_list(value)
+            else:
+                merged[key] = value
+    return merged
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str):
+        return [v for v in value.split(",") if v]
+    return [value]
+
+
+def parse_flags(args: list[str]) -> dict[str, Any]:
+    flags: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("-"):
+            fatal(f"unexpected argument {arg!r}")
+        key = arg.lstrip("-")
+        if "=" in key:
+            key, value = key.split("=", 1)
+            flags[key] = value
+        elif i + 1 < len(args) and not args[i + 1].startswith("-"):
+            flags[key] = args[i + 1]
+            i += 1
+        else:
+            flags[key] = True
+        i += 1
+    return flags
+
+
+def effective_config(role: str, flags: dict[str, Any]) -> dict[str, Any]:
+    config = load_config(str(flags.pop("config", flags.pop("c", CONFIG_FILE))))
+    for key in sorted(config):
+        known = key in BOTH_KEYS or key in SERVER_KEYS or key.startswith(SERVER_KEY_PREFIXES)
+        server_only = key not in BOTH_KEYS
+        if not known:
+            log("warning", f"Unknown flag --{key} found in config.yaml, skipping")
+            del config[key]
+        elif role == "agent" and server_only:
+            log("warning", f"Unknown flag --{key} found in config.yaml, skipping")
+            del config[key]
+    config.update(flags)  # command-line flags win over the file
+    return config
+
+
+def critical_values(config: dict[str, Any]) -> dict[str, str]:
+    values = {}
+    for key, default in CRITICAL_DEFAULTS.items():
+        raw = config.get(key, default)
+        value = ",".join(map(str, raw)) if isinstance(raw, list) else str(raw).lower()
+        if key == "agent-token" and value:
+            value = hashlib.sha256(value.encode()).hexdigest()  # compare without sending the secret
+        values[key] = value
+    return values
+
+
+def kubeconfig_mode(config: dict[str, Any]) -> int:
+    raw = config.get("write-kubeconfig-mode")
+    if raw is None:
+        return 0o600
+    try:
+        return int(str(raw), 8)
+    except ValueError:
+        fatal(f"invalid write-kubeconfig-mode {raw!r}")
+
+
+# -- tokens and PKI ------------------------------------------------------------------------------------
+def parse_token(token: str) -> tuple[str | None, str]:
+    """(CA hash or None, password) of a secure ``K10<hash>::<user>:<password>`` or short token."""
+    if token.startswith("K10") and "::" in token:
+        ca_hash, creds = token[3:].split("::", 1)
+        _, _, password = creds.partition(":")
+        return ca_hash, password
+    return None, token
+
+
+def random_pem(kind: str, size: int = 420) -> str:
+    import base64
+    import os
+    import textwrap
+
+    body = "\n".join(textwrap.wrap(base64.b64encode(os.urandom(size)).decode(), 64))
+    return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
+
+
+def configured_token(config: dict[str, Any]) -> str | None:
+    if config.get("token"):
+        return str(config["token"])
+    if config.get("token-file"):
+        try:
+            with open(str(config["token-file"])) as f:
+                return f.read().strip()
+        except OSError as exc:
+            fatal(f"failed to read token file: {exc}")
+    return None
+
+
+# -- server-side state -------------------------------------------------------------------------------
+class NodeContext:
+    def __init__(self, role: str, version: str, config: dict[str, Any]) -> None:
+        import os
+        from pathlib import Path
+
+        self.role = role
+        self.version = version
+        self.config = config
+        self.info = common.host_info()
+        self.data_dir = Path(str(config.get("data-dir", "/var/lib/rancher/rke2")))
+        self.address = str(self.info["address"])
+        self.node_name = str(config.get("node-name") or self.info["name"])
+        self.critical = critical_values(config)
+        self.pid = os.getpid()
+        self.pid_start = fleetstore.process_start_ticks(self.pid)
+        if not self.info.get("datastoreDir"):
+            fatal("sandbox: datastoreDir missing from host.json")
+        self.store = fleetstore.Datastore(self.info["datastoreDir"])
+        self.ca_pem = ""
+        self.password = ""
+        self.agent_password: str | None = None
+        self.cluster = ""
+
+    @property
+    def ca_path(self) -> Any:
+        return self.data_dir / "server" / "tls" / "server-ca.crt"
+
+    def node_password_hash(self) -> str:
+        import os
+        from pathlib import Path
+
+        path = Path(NODE_PASSWORD_FILE)
+        if not path.exists():
+            common.write_atomic(path, os.urandom(16).hex() + "\n", 0o600)
+        return hashlib.sha256(path.read_text().strip().encode()).hexdigest()
+
+    def node_record(self) -> dict[str, Any]:
+        labels = {}
+        for item in _as_list(self.config.get("node-label")):
+            k, _, v = str(item).partition("=")
+            labels[k] = v
+        taints = []
+        for item in _as_list(self.config.get("node-taint")):
+            kv, _, effect = str(item).partition(":")
+            k, _, v = kv.partition("=")
+            taints.append({"key": k, "value": v, "effect": effect or "NoSchedule"})
+        return {
+            "name": self.node_name,
+            "role": self.role,
+            "version": self.version,
+            "pid": self.pid,
+            "pidStart": self.pid_start,
+            "address": self.address,
+            "host": self.info["name"],
+            "labels": labels,
+            "taints": taints,
+        }
+
+    def write_token_files(self) -> None:
+        import os
+
+        server_dir = self.data_dir / "server"
+        ca_hash = hashlib.sha256(self.ca_pem.encode()).hexdigest()
+        common.write_atomic(server_dir / "token", f"K10{ca_hash}::server:{self.password}\n", 0o600)
+        for link in ("node-token", "agent-token"):
+            path = server_dir / link
+            if link == "agent-token" and self.agent_password:
+                common.write_atomic(path, f"K10{ca_hash}::node:{self.agent_password}\n", 0o600)
+                continue
+            if path.is_symlink() or path.exists():
+                path.unlink()
+            os.symlink("token", path)
+
+    def write_kubeconfig(self) -> None:
+        import base64
+        from pathlib import Path
+
+        yaml = import_yaml()
+
+        def b64(text: str) -> str:
+            return base64.b64encode(text.encode()).decode()
+
+        doc = {
+            "apiVersion": "v1",
+            "clusters": [{"cluster": {"certificate-authority-data": b64(self.ca_pem),
+                                      "server": f"https://127.0.0.1:{API_PORT}"}, "name": "default"}],
+            "contexts": [{"context": {"cluster": "default", "user": "default"}, "name": "default"}],
+            "current-context": "default",
+            "kind": "Config",
+            "preferences": {},
+            "users": [{"name": "default", "user": {
+                "client-certificate-data": b64(random_pem("CERTIFICATE", 300)),
+                "client-key-data": b64(random_pem("EC PRIVATE KEY", 120)),
+            }}],
+        }
+        target = Path(str(self.config.get("write-kubeconfig", KUBECONFIG_FILE)))
+        common.write_atomic(target, yaml.safe_dump(doc, sort_keys=False), kubeconfig_mode(self.config))
+
+    def write_data_dir(self) -> None:
+        import os
+
+        tag = self.version.replace("+", "-")
+        rel = f"data/{tag}-{hashlib.sha256(self.version.encode()).hexdigest()[:12]}"
+        bindir = self.data_dir / rel / "bin"
+        shim = (f'#!/bin/sh\nexec {self.info["python"]} -s {self.info["standinsDir"]}/kubectl.py "$@"\n')
+        common.write_atomic(bindir / "kubectl", shim, 0o755)
+        link = self.data_dir / "bin"
+        tmp = self.data_dir / ".bin.tmp"
+        if tmp.is_symlink():
+            tmp.unlink()
+        os.symlink(f"{rel}/bin", tmp)
+        os.replace(tmp, link)
+        for sub in ("agent/pod-manifests", "server/manifests", "server/db/etcd", "server/db/snapshots"):
+            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+
+
+# -- supervisor HTTP (port 9345) and the API port ---------------------------------------------------
+def serve(ctx: NodeContext) -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Supervisor(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def reply(self, code: int, body: str, ctype: str = "text/plain") -> None:
+            data = body.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path == "/cacerts":
+                self.reply(200, ctx.ca_pem)
+            elif self.path in ("/ping", "/readyz", "/healthz", "/livez"):
+                self.reply(200, "ok" if self.path != "/ping" else "pong")
+            elif self.path == "/version":
+                self.reply(200, json.dumps({"gitVersion": ctx.version}), "application/json")
+            else:
+                self.reply(404, "404 page not found")
+
+        def do_POST(self) -> None:
+            if self.path != "/v1-rke2/join":
+                self.reply(404, "404 page not found")
+                return
+            length = int(self.headers.get("Content-Length", "0"))
+            req = json.loads(self.rfile.read(length) or b"{}")
+            accepted = {ctx.password} | ({ctx.agent_password} if ctx.agent_password else set())
+            if req.get("role") == "server":
+                accepted = {ctx.password}
+            if req.get("password") not in accepted:
+                self.reply(401, "Unauthorized")
+                return
+            if req.get("role") == "server":
+                theirs = req.get("critical", {})
+                differing = sorted(k for k, v in ctx.critical.items() if theirs.get(k) != v)
+                if differing:
+                    self.reply(400, "critical configuration value mismatch between servers: "
+                                    + ", ".join(differing))
+                    return
+            error = ctx.store.register(ctx.cluster, req["node"], req["nodePasswordHash"])
+            if error:
+                self.reply(403, error)
+                return
+            self.reply(200, json.dumps({"cluster": ctx.cluster}), "application/json")
+
+    for port in (SUPERVISOR_PORT, API_PORT):
+        try:
+            httpd = ThreadingHTTPServer((ctx.address, port), Supervisor)
+        except OSError as exc:
+            fatal(f"starting kubernetes: listen tcp {ctx.address}:{port}: bind: {(exc.strerror or str(exc)).lower()}")
+        httpd.daemon_threads = True
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+
+
+# -- joining ------------------------------------------------------------------------------------------
+def join(ctx: NodeContext, server_url: str, token: str) -> None:
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    parsed = urllib.parse.urlsplit(server_url if "://" in server_url else f"https://{server_url}")
+    base = f"http://{parsed.hostname}:{parsed.port or SUPERVISOR_PORT}"
+    shown = f"https://{parsed.hostname}:{parsed.port or SUPERVISOR_PORT}"
+    prefix = "starting kubernetes: preparing server: " if ctx.role == "server" else ""
+    try:
+        with urllib.request.urlopen(f"{base}/cacerts", timeout=10) as resp:  # noqa: S310 - sandbox URL
+            ca_pem = resp.read().decode()
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        fatal(f'{prefix}failed to get CA certs: Get "{shown}/cacerts": dial tcp {parsed.hostname}:'
+              f"{parsed.port or SUPERVISOR_PORT}: connect: {reason}")
+    expected_hash, password = parse_token(token)
+    actual_hash = hashlib.sha256(ca_pem.encode()).hexdigest()
+    if expected_hash is not None and expected_hash != actual_hash:
+        fatal(f"{prefix}token CA hash does not match the Cluster CA certificate hash: "
+              f"{expected_hash} != {actual_hash}")
+    body = json.dumps({
+        "password": password,
+        "role": ctx.role,
+        "critical": ctx.critical,
+        "node": ctx.node_record(),
+        "nodePasswordHash": ctx.node_password_hash(),
+    }).encode()
+    request = urllib.request.Request(  # noqa: S310 - sandbox URL
+        f"{base}/v1-rke2/join", data=body, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - sandbox URL
+            ctx.cluster = json.loads(resp.read())["cluster"]
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode().strip()
+        if exc.code == 401:
+            fatal(f"{prefix}failed to validate token: {shown}/v1-rke2/server-bootstrap: 401 Unauthorized")
+        if exc.code == 400:
+            fatal(f"{prefix}failed to validate server configuration: {detail}")
+        fatal(f"{prefix}{detail}")
+    except (urllib.error.URLError, OSError) as exc:
+        fatal(f'{prefix}failed to join: Post "{shown}/v1-rke2/join": {getattr(exc, "reason", exc)}')
+    ctx.ca_pem = ca_pem
+    ctx.password = password
+
+
+# -- rke2 server / agent -------------------------------------------------------------------------------
+def run_node(role: str, version: str, args: list[str]) -> NoReturn:
+    import json
+    import os
+    import secrets
+    import time
+    from pathlib import Path
+
+    log("info", f"Starting rke2 {version} ({fake_commit(version)[:8]})")
+    config = effective_config(role, parse_flags(args))
+    if common.fault_value("fail-next-start", consume=True) is not None:
+        fatal("starting kubernetes: sandbox fault: injected start failure (fail-next-start)")
+    delay = common.fault_seconds("start-delay")
+    ctx = NodeContext(role, version, config)
+    if config.get("profile") and not Path("/etc/sysctl.d/60-rke2-cis.conf").exists():
+        fatal("missing required: /etc/sysctl.d/60-rke2-cis.conf: "
+              "sysctl settings from rke2-cis-sysctl.conf must be applied for the CIS profile")
+    server_url = config.get("server")
+    token = configured_token(config)
+    if role == "agent" and not server_url:
+        fatal("--server is required")
+    if server_url and not token:
+        fatal("--token is required")
+    if role == "server" and config.get("agent-token"):
+        ctx.agent_password = parse_token(str(config["agent-token"]))[1]
+
+    if role == "server" and not server_url:  # first server: owns the CA and the token
+        if ctx.ca_path.exists():
+            ctx.ca_pem = ctx.ca_path.read_text()
+        else:
+            ctx.ca_pem = random_pem("CERTIFICATE")
+            common.write_atomic(ctx.ca_path, ctx.ca_pem, 0o644)
+        token_file = ctx.data_dir / "server" / "token"
+        if token:
+            ctx.password = parse_token(token)[1]
+        elif token_file.exists():
+            ctx.password = parse_token(token_file.read_text().strip())[1]
+        else:
+            ctx.password = secrets.token_hex(16)
+        ctx.cluster = fleetstore.cluster_id_for_ca(ctx.ca_pem)
+        error = ctx.store.register(ctx.cluster, ctx.node_record(), ctx.node_password_hash())
+        if error:
+            fatal(error)
+    else:
+        assert server_url and token
+        join(ctx, str(server_url), token)
+        if role == "server":
+            common.write_atomic(ctx.ca_path, ctx.ca_pem, 0o644)
+
+    notify = os.environ.get("NOTIFY_FILE")
+    if notify:  # lets the systemctl stand-in record the node's exit
+        common.write_atomic(Path(notify).with_name("node.json"), json.dumps({
+            "cluster": ctx.cluster, "node": ctx.node_name, "role": role, "version": version,
+            "datastoreDir": ctx.info["datastoreDir"]}))
+    ctx.write_data_dir()
+    if role == "server":
+        ctx.write_token_files()
+        ctx.write_kubeconfig()
+        serve(ctx)
+    if delay:
+        log("info", f"Waiting for the node to become ready (sandbox start-delay {delay}s)")
+        time.sleep(delay)
+    log("info", "rke2 is up and running" if role == "server" else "rke2 agent is up and running")
+    ctx.store.mark(ctx.cluster, ctx.node_name, "ready")
+    if notify:
+        common.write_atomic(Path(notify), "READY=1\n")
+    while True:
+        time.sleep(3600)
+
+
+# -- other subcommands ------------------------------------------------------------------------------
+def etcd_snapshot(args: list[str]) -> int:
+    import time
+    from pathlib import Path
+
+    sub = args[0] if args and not args[0].startswith("-") else "save"
+    flags = parse_flags(args[1:] if args and not args[0].startswith("-") else args)
+    config = load_config(CONFIG_FILE)
+    snapdir = Path(str(flags.get("dir", config.get("etcd-snapshot-dir",
+                   f"{config.get('data-dir', '/var/lib/rancher/rke2')}/server/db/snapshots"))))
+    info = common.host_info()
+    node = str(config.get("node-name") or info["name"])
+    if sub == "save":
+        import socket
+
+        try:
+            socket.create_connection((str(info["address"]), SUPERVISOR_PORT), timeout=2).close()
+        except OSError:
+            log("fatal", "etcd datastore is not started")
+            return 1
+        if common.fault_value("fail-snapshot"):
+            log("fatal", "failed to save snapshot: context deadline exceeded")
+            return 1
+        name = f"{flags.get('name', 'on-demand')}-{node}-{int(time.time())}"
+        common.write_atomic(snapdir / name, f"sandbox etcd snapshot {name}\n", 0o600)
+        log("info", f"Snapshot {name} saved.")
+        return 0
+    if sub in ("ls", "list"):
+        print(f"{'Name':<60} {'Location':<90} {'Size':<6} Created")
+        for path in sorted(snapdir.glob("*")) if snapdir.exists() else []:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
+            print(f"{path.name:<60} {'file://' + str(path):<90} {path.stat().st_size:<6} {stamp}")
+        return 0
+    print(f"rke2 etcd-snapshot {sub}: not implemented in the sandbox", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str]) -> int:
+    version = DEFAULT_VERSION
+    if argv[:1] == ["--standin-version"]:
+        version, argv = argv[1], argv[2:]
+    if not argv or argv[0] in ("--version", "-v", "version"):
+        print(f"rke2 version {version} ({fake_commit(version)})\n{GO_VERSION}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    _import_helpers()
+    if command in ("server", "agent"):
+        run_node(command, version, rest)
+    if command == "etcd-snapshot":
+        return etcd_snapshot(rest)
+    if command in ("token", "certificate", "secrets-encrypt", "completion"):
+        print(f"rke2 {command}: not implemented in the sandbox", file=sys.stderr)
+        return 1
+    print(f"Incorrect Usage: no such command {command!r}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
