@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fleetbench import operator_proc
 from fleetbench.converge import converge_ansible, converge_operator, facts_floor, start_floor
 from fleetbench.fleet import Fleet
-from fleetbench.load import control_plane_load
+from fleetbench.load import LoadResult, control_plane_load
 from fleetbench.report import Results, markdown_table, text_table
 from fleetbench.steady import PassResult, drift_window, wake_pass
 
@@ -41,6 +41,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--node-tick", type=float, default=2.0, help="RKE2FLEET_NODE_TICK of the operator (default 2)")
     p.add_argument("--cluster-tick", type=float, default=1.0, help="RKE2FLEET_CLUSTER_TICK (default 1)")
     p.add_argument("--drift", type=float, default=10.0, help="driftCheckInterval of the drift window, s (default 10)")
+    p.add_argument("--kopf-floor", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run the load on Kopf alone (bench/fleetbench/kopf_floor_operator.py), "
+                        "alternated with the operator (default on when --objects > 0)")
+    p.add_argument("--load-rounds", type=int, default=2, help="operator/floor alternations of the load (default 2)")
+    p.add_argument("--profile", default=None,
+                   help="py-spy each load run (50 Hz, 20 s, speedscope JSON) into this directory")
     p.add_argument("--operator-source", default=None,
                    help="run the operator from this source root (a patched copy of operator/) instead")
     p.add_argument("--skip-ansible", action="store_true", help="operator rounds only (for before/after runs)")
@@ -73,6 +79,26 @@ def steady_state(fleet: Fleet, args: argparse.Namespace) -> list[PassResult]:
     log(f"  steady {len(fleet.sb.hosts)} hosts: wake {wake.per_pass:.2f} cmd/pass in {wake.seconds:.2f}s, "
         f"drift {drift.per_pass:.2f} cmd/pass, node writes {wake.node_writes}+{drift.node_writes}")  # fmt: skip
     return [wake, drift]
+
+
+def control_plane_loads(workdir: Path, args: argparse.Namespace) -> list[LoadResult]:
+    """The operator, then (with --kopf-floor) Kopf alone over a window as long as the operator's,
+    alternated --load-rounds times so both see the same machine load."""
+    profile = Path(args.profile) if args.profile else None
+    if profile:
+        profile.mkdir(parents=True, exist_ok=True)
+    out: list[LoadResult] = []
+    for rnd in range(1, max(1, args.load_rounds) + 1):
+        subjects = ["operator", "floor"] if args.kopf_floor else ["operator"]
+        window = 0.0
+        for subject in subjects:
+            ld = control_plane_load(workdir, args.objects, args.node_tick, args.cluster_tick,
+                                    subject=subject, round_=rnd, min_window=window, profile_dir=profile)  # fmt: skip
+            window = ld.seconds
+            out.append(ld)
+            log(f"load {rnd}: {subject} {ld.objects} objects processed in {ld.seconds:.1f}s, "
+                f"p99 {ld.lag_p99_ms:.1f} ms, peak RSS {ld.peak_rss_mb:.0f} MB")  # fmt: skip
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"scale {n}: {exc}")
             res.failures.append(f"scale {n}: {exc}")
     if args.objects:
-        res.load = control_plane_load(workdir, args.objects, args.node_tick, args.cluster_tick)
-        log(f"load: {args.objects} objects processed in {res.load.seconds:.1f}s")
+        res.load = control_plane_loads(workdir, args)
     print()
     print(text_table(res))
     if args.json:

@@ -74,9 +74,12 @@ class Fleet:
                         "driftCheckInterval": drift_check_interval},
         )  # fmt: skip
 
-    def start_operator(self, node_tick: float, cluster_tick: float) -> OperatorProcess:
+    def start_operator(
+        self, node_tick: float, cluster_tick: float, process: type[OperatorProcess] = OperatorProcess
+    ) -> OperatorProcess:
+        """The operator (or, with `process=KopfFloorProcess`, Kopf alone) on this fleet's API."""
         assert self.sb.kubeconfig_path is not None
-        self.operator = OperatorProcess(
+        self.operator = process(
             self.sb.kubeconfig_path, self.workdir / f"operator-{self.label}.log",
             node_tick=node_tick, cluster_tick=cluster_tick,
         ).start()  # fmt: skip

@@ -4,11 +4,17 @@ Event-loop lag cannot be measured inside the operator without changing it, so it
 from outside: Kopf's liveness endpoint (`--health-port`) is served by aiohttp ON the operator's
 event loop, so its response time while the objects are processed is the loop-lag proxy (it adds
 one local HTTP round trip, about a millisecond). Peak RSS is VmHWM from /proc/<pid>/status.
+
+The same scenario and measurement run on the Kopf floor (`kopf_floor_operator.py`: Kopf alone on
+our kinds) give the lag that Kopf's own per-object processing costs on this machine.
 """
 
 from __future__ import annotations
 
+import shutil
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -18,18 +24,27 @@ from pathlib import Path
 from typing import Any
 
 from fleetbench.fleet import CLUSTER, Fleet
+from fleetbench.operator_proc import KopfFloorProcess, OperatorProcess
 from rke2fleet import API_VERSION
 from rke2fleet.reconcile.tokens import generate_token
 
 PARKED = "parked"
 PROBE_PERIOD = 0.010
+SUBJECTS: dict[str, type[OperatorProcess]] = {"operator": OperatorProcess, "floor": KopfFloorProcess}
+PROFILE_SECONDS = 20
 
 
 @dataclass(frozen=True)
 class LoadResult:
+    subject: str  # "operator", or "floor" (Kopf alone)
+    round: int
+    node_tick: float
     objects: int
     live_hosts: int
-    seconds: float  # operator start → every paused node shows Paused and the live cluster is Ready
+    # operator start → every paused node shows Paused and (operator only: the floor does not
+    # bring hosts up) the live cluster is Ready
+    seconds: float
+    window_s: float  # how long the probe ran: `seconds`, or longer to match another run's window
     peak_rss_mb: float
     lag_p50_ms: float
     lag_p99_ms: float
@@ -83,18 +98,40 @@ def percentile(samples: list[float], q: float) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[int(q) - 1]
 
 
-def control_plane_load(workdir: Path, objects: int, node_tick: float, cluster_tick: float) -> LoadResult:
+def start_profile(op: OperatorProcess, probe: LoopProbe, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy (non-blocking, 50 Hz, PROFILE_SECONDS) on `op` from its first liveness answer on."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return None
+    deadline = time.monotonic() + 60
+    while not probe.samples and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return subprocess.Popen(
+        [spy, "record", "--nonblocking", "-r", "50", "-d", str(PROFILE_SECONDS), "--format", "speedscope",
+         "-o", str(out), "--pid", str(op.pid)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def control_plane_load(
+    workdir: Path, objects: int, node_tick: float, cluster_tick: float, *,
+    subject: str = "operator", round_: int = 1, min_window: float = 0.0, profile_dir: Path | None = None,
+) -> LoadResult:  # fmt: skip
+    """Create the objects, start `subject` on them, probe its loop until all are processed (and at
+    least `min_window` seconds, so two subjects are compared over windows of the same length)."""
     live = max(2, objects // 100)
-    with Fleet(workdir, "load", 1, live - 1) as fleet:
+    with Fleet(workdir, f"load-{subject}{round_}", 1, live - 1) as fleet:
         fleet.kube.create_token_secret(generate_token())
         for doc in fleet.manifests("1h") + parked_docs(objects - live, fleet.sb.hosts[0].host_key_line):
             fleet.kube.create(doc)
-        op = fleet.start_operator(node_tick, cluster_tick)
+        op = fleet.start_operator(node_tick, cluster_tick, SUBJECTS[subject])
         probe = LoopProbe(op.healthz)
         t0 = time.monotonic()
         probe.start()
+        spy = start_profile(op, probe, profile_dir / f"{subject}-{round_}.speedscope.json") if profile_dir else None
         try:
-            fleet.kube.wait_phase("rke2clusters", CLUSTER, "Ready", timeout=600, interval=1.0)
+            if subject == "operator":
+                fleet.kube.wait_phase("rke2clusters", CLUSTER, "Ready", timeout=600, interval=1.0)
             deadline = time.monotonic() + 600
             while True:
                 nodes = fleet.kube.items("rke2nodes")
@@ -105,13 +142,21 @@ def control_plane_load(workdir: Path, objects: int, node_tick: float, cluster_ti
                     raise TimeoutError("the paused cluster's nodes were not all processed in 600s")
                 time.sleep(1.0)
             seconds = time.monotonic() - t0
+            time.sleep(max(0.0, min_window - seconds))
+            window = time.monotonic() - t0
         finally:
             probe.stopped.set()
             probe.join(timeout=10)
+            if spy is not None:
+                try:
+                    spy.wait(PROFILE_SECONDS + 30)
+                except subprocess.TimeoutExpired:
+                    spy.kill()
         rss = op.peak_rss_mb()
     ms = [s * 1000 for s in probe.samples]
     return LoadResult(
-        objects=objects, live_hosts=live, seconds=seconds, peak_rss_mb=rss,
+        subject=subject, round=round_, node_tick=node_tick, objects=objects, live_hosts=live,
+        seconds=seconds, window_s=window, peak_rss_mb=rss,
         lag_p50_ms=percentile(ms, 50), lag_p99_ms=percentile(ms, 99), lag_max_ms=max(ms, default=float("nan")),
         probes=len(ms), probe_failures=probe.failures,
     )  # fmt: skip

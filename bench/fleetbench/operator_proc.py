@@ -59,12 +59,14 @@ class OperatorProcess:
         assert self.proc is not None
         return self.proc.pid
 
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "rke2fleet", "run", "-A", "--metrics-port", "0",
+                "--health-port", str(self.health_port)]  # fmt: skip
+
     def start(self) -> OperatorProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rke2fleet", "run", "-A", "--metrics-port", "0",
-                 "--health-port", str(self.health_port)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                 start_new_session=True,
             )  # fmt: skip
         return self
@@ -88,6 +90,14 @@ class OperatorProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         self.proc = None
+
+
+class KopfFloorProcess(OperatorProcess):
+    """Kopf alone on our kinds (`kopf_floor_operator.py`), same environment, ticks and probe port."""
+
+    def argv(self) -> list[str]:
+        script = Path(__file__).with_name("kopf_floor_operator.py")
+        return [sys.executable, str(script), "--health-port", str(self.health_port)]
 
 
 class Api:

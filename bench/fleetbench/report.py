@@ -19,7 +19,7 @@ class Results:
     facts_floor_s: float = 0.0
     converge: list[ConvergeResult] = field(default_factory=list)
     steady: list[PassResult] = field(default_factory=list)
-    load: LoadResult | None = None
+    load: list[LoadResult] = field(default_factory=list)  # operator and Kopf-floor runs, in run order
     settings: dict[str, str] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
@@ -72,14 +72,21 @@ def rows(r: Results) -> list[tuple[str, str, str]]:
         target = "≤ 1 cmd, 0 writes" + (", ≤ 2 s at 50" if p.kind == "wake" else "")
         out.append((f"steady {p.kind} pass, {p.hosts} hosts", value, target))
     out += [("FAILED", f, "") for f in r.failures]
-    if r.load:
-        ld = r.load
+    rounds = len({ld.round for ld in r.load}) > 1
+    for ld in r.load:
         value = (
             f"peak RSS {ld.peak_rss_mb:.0f} MB, loop lag p50 {ld.lag_p50_ms:.1f} ms / p99 {ld.lag_p99_ms:.1f} ms "
             f"(max {ld.lag_max_ms:.0f} ms, {ld.probes} probes), all processed in {ld.seconds:.1f} s"
         )
-        label = f"control plane: {ld.objects} RKE2Nodes ({ld.live_hosts} live)"
-        out.append((label, value, "RSS < 200 MB, p99 < 50 ms"))
+        if ld.window_s > ld.seconds + 0.5:
+            value += f", probed {ld.window_s:.1f} s (the operator's window)"
+        suffix = f", round {ld.round}" if rounds else ""
+        if ld.subject == "floor":
+            label = f"floor: Kopf alone, same {ld.objects} objects (tick {ld.node_tick:g} s){suffix}"
+            out.append((label, value, ""))
+        else:
+            label = f"control plane: {ld.objects} RKE2Nodes ({ld.live_hosts} live, tick {ld.node_tick:g} s){suffix}"
+            out.append((label, value, "RSS < 200 MB, p99 < 50 ms"))
     return out
 
 

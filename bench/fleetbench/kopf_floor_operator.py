@@ -1,0 +1,132 @@
+"""The Kopf floor: a Kopf operator for our two kinds with none of rke2fleet's logic.
+
+The control-plane load target (1,000 RKE2Nodes, loop lag p99 < 50 ms) is measured on the real
+operator; this module is what Kopf alone costs for the same objects, run through the same load
+scenario (`load.control_plane_load(..., subject="floor")`). Whatever lag it shows is the floor
+no handler code of ours can go below.
+
+What it keeps, as the real operator has it (`operator/rke2fleet/handlers/`):
+* the kinds `rke2fleet.io/v1alpha1` rke2clusters and rke2nodes, cluster-wide, standalone;
+* an index on each kind, with the same keys and entry shape as `handlers/indexes.py`;
+* on.resume / on.create / on.update(field="spec") on both kinds, and on.delete on both (so Kopf
+  adds the same finalizer to every object);
+* one status write per object per change, the same fields a paused node gets from
+  `handlers/status.node_status_patch` (phase, observedGeneration, Ready/Reconciling/Stalled
+  conditions) built from a template, so the API writes and the watch events carry the same bytes;
+* timers at RKE2FLEET_NODE_TICK / RKE2FLEET_CLUSTER_TICK (interval = initial delay), like ours;
+* the settings of `handlers/runner.configure` (finalizer name, annotation progress and diff-base
+  storage, posting level INFO, no worker limit, timeouts, cancellation_polling) and the logging
+  of `runner.run_operator` (INFO, Kopf's per-tick "Timer … succeeded." lines dropped).
+
+What it leaves out (the part of the lag that is ours): parsing specs (pydantic), the paused check
+and status diffing, per-node locks, metrics, the timers' bodies (due/woken checks; a paused
+cluster's timer counting its nodes on the index every tick), SSH and the live nodes' bring-up
+(here the 1 % live nodes get one status write like the rest), and the imports of
+kubernetes/asyncssh/prometheus (so its RSS is Kopf's alone).
+
+Run: `python kopf_floor_operator.py --health-port PORT` with KUBECONFIG set (operator_proc does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+from typing import Any
+
+import kopf
+
+GROUP = "rke2fleet.io"  # as rke2fleet.GROUP/VERSION; literal so nothing of rke2fleet is imported
+VERSION = "v1alpha1"
+NODE_TICK = float(os.environ.get("RKE2FLEET_NODE_TICK", "20"))
+CLUSTER_TICK = float(os.environ.get("RKE2FLEET_CLUSTER_TICK", "5"))
+
+
+@kopf.on.startup()
+async def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
+    # The same values as operator/rke2fleet/handlers/runner.py:configure.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.networking.connect_timeout = 10
+    settings.execution.max_workers = 8
+    settings.background.cancellation_polling = 1
+
+
+@kopf.index(GROUP, VERSION, "rke2clusters")
+def clusters(*, namespace: Any, name: str, spec: Any, status: Any, uid: str, meta: Any, **_: Any) -> Any:
+    entry = {"spec": dict(spec), "status": dict(status), "uid": uid, "generation": meta.get("generation")}
+    return {(namespace, name): {**entry, "deleting": bool(meta.get("deletionTimestamp"))}}
+
+
+@kopf.index(GROUP, VERSION, "rke2nodes")
+def nodes(*, namespace: Any, name: str, spec: Any, status: Any, meta: Any, **_: Any) -> Any:
+    entry = {"name": name, "spec": dict(spec), "status": dict(status)}
+    return {(namespace, spec.get("cluster")): {**entry, "deleting": bool(meta.get("deletionTimestamp"))}}
+
+
+def paused_status(generation: Any, cluster: str) -> dict[str, Any]:
+    """The status a paused node gets from the operator's first pass (same keys and sizes)."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def cond(type_: str, status: str, reason: str, message: str) -> dict[str, Any]:
+        return {"type": type_, "status": status, "reason": reason, "message": message,
+                "lastTransitionTime": now, "observedGeneration": generation}  # fmt: skip
+
+    return {
+        "phase": "Paused",
+        "conditions": [cond("Ready", "False", "Paused", f"cluster {cluster} is paused"),
+                       cond("Reconciling", "False", "Paused", ""), cond("Stalled", "False", "Paused", "")],
+        "observedGeneration": generation,
+    }  # fmt: skip
+
+
+async def node_changed(*, spec: Any, meta: Any, status: Any, patch: Any, **_: Any) -> None:
+    if status.get("phase") != "Paused":  # written once, as ours (a quiet pass writes nothing)
+        for key, value in paused_status(meta.get("generation"), str(spec.get("cluster"))).items():
+            patch.status[key] = value
+
+
+async def cluster_changed(*, spec: Any, status: Any, patch: Any, **_: Any) -> None:
+    phase = "Paused" if spec.get("paused") else "Pending"
+    if status.get("phase") != phase:
+        patch.status["phase"] = phase
+
+
+async def nothing(**_: Any) -> None:
+    """Timers and deletion handlers: Kopf's own work only (a deletion handler adds the finalizer)."""
+
+
+def register() -> None:
+    """The handlers of each kind, under the handler ids ours have (they name the annotations)."""
+    for kind, changed, tick in (("node", node_changed, NODE_TICK), ("cluster", cluster_changed, CLUSTER_TICK)):
+        plural = f"rke2{kind}s"
+        kopf.on.resume(GROUP, VERSION, plural)(changed)
+        kopf.on.create(GROUP, VERSION, plural)(changed)
+        kopf.on.update(GROUP, VERSION, plural, field="spec")(changed)
+        kopf.timer(GROUP, VERSION, plural, id=f"{kind}_tick", interval=tick, initial_delay=tick)(nothing)
+        kopf.on.delete(GROUP, VERSION, plural, id=f"{kind}_deleted")(nothing)
+
+
+register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Kopf alone, for the rke2fleet load benchmark's floor")
+    p.add_argument("--health-port", type=int, required=True)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    objects_log = logging.getLogger("kopf.objects")
+    objects_log.setLevel(logging.INFO)
+    objects_log.addFilter(lambda r: not (str(r.msg).startswith("Timer '") and str(r.msg).endswith("succeeded.")))
+    kopf.run(standalone=True, clusterwide=True, liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
