@@ -21,8 +21,9 @@ What it keeps, as the real operator has it (`operator/rke2fleet/handlers/`):
 What it leaves out (the part of the lag that is ours): parsing specs (pydantic), the paused check
 and status diffing, per-node locks, metrics, the timers' bodies (due/woken checks; a paused
 cluster's timer counting its nodes on the index every tick), SSH and the live nodes' bring-up
-(here the 1 % live nodes get one status write like the rest), and the imports of
-kubernetes/asyncssh/prometheus (so its RSS is Kopf's alone).
+(here the 1 % live nodes get one status write like the rest), and the imports of rke2fleet,
+asyncssh and prometheus-client (its RSS is Kopf's, with the kubernetes client and pydantic that
+Kopf itself imports when they are installed).
 
 Run: `python kopf_floor_operator.py --health-port PORT` with KUBECONFIG set (operator_proc does).
 """

@@ -19,8 +19,8 @@ def test_tiny_bench_run_prints_the_table_and_measures_every_part(tmp_path: Path)
     out_json = tmp_path / "figures.json"
     out_md = tmp_path / "table.md"
     proc = subprocess.Popen(
-        [sys.executable, str(BENCH), "--servers", "1", "--agents", "1", "--scale", "2", "--objects", "12",
-         "--rounds", "1", "--drift", "3", "--workdir", str(tmp_path / "work"),
+        [sys.executable, str(BENCH), "--servers", "1", "--agents", "1", "--scale", "2", "--objects", "20",
+         "--load-rounds", "1", "--rounds", "1", "--drift", "3", "--workdir", str(tmp_path / "work"),
          "--json", str(out_json), "--markdown", str(out_md)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -32,7 +32,8 @@ def test_tiny_bench_run_prints_the_table_and_measures_every_part(tmp_path: Path)
         pytest.fail(f"the tiny bench run took over {RUN_TIMEOUT}s:\n{stdout[-3000:]}{stderr[-3000:]}")
     assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
     for row in ("converge round 1: operator", "converge round 1: ansible", "steady wake pass, 2 hosts",
-                "steady drift pass, 2 hosts", "control plane: 12 RKE2Nodes"):  # fmt: skip
+                "steady drift pass, 2 hosts", "control plane: 20 RKE2Nodes",
+                "floor: Kopf alone, same 20 objects (tick 2 s)"):  # fmt: skip
         assert row in stdout, stdout
     figures = json.loads(out_json.read_text())
     assert [c["tool"] for c in figures["converge"]] == ["operator", "ansible"]
@@ -40,8 +41,12 @@ def test_tiny_bench_run_prints_the_table_and_measures_every_part(tmp_path: Path)
     wake = next(p for p in figures["steady"] if p["kind"] == "wake")
     # Counted on the hosts: every host saw its pass, and nothing was counted twice.
     assert wake["hosts"] == 2 and wake["hosts_missed"] == 0 and wake["sessions"] >= wake["passes"] >= 2
-    load = figures["load"]
-    assert load["probes"] > 10 and load["peak_rss_mb"] > 20
+    # The operator, then Kopf alone (the floor) probed over a window as long as the operator's.
+    operator, floor = figures["load"]
+    assert (operator["subject"], floor["subject"]) == ("operator", "floor")
+    for load in (operator, floor):
+        assert load["objects"] == 20 and load["probes"] > 10 and load["peak_rss_mb"] > 20
+    assert floor["window_s"] >= operator["seconds"]
     assert out_md.read_text().startswith("| measure | value | target |")
     # Every sandbox was taken down: nothing left in the work directory's sandboxes.
     assert not list((tmp_path / "work").glob("sandbox-*/runtime.json"))

@@ -1,0 +1,99 @@
+"""The Kopf floor must stay what it claims: the operator's Kopf settings and index shapes, none
+of its logic. Compared against the real `runner.configure` and `handlers.indexes`."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import kopf
+import pytest
+
+FLOOR = Path(__file__).resolve().parents[2] / "bench" / "fleetbench" / "kopf_floor_operator.py"
+
+
+@pytest.fixture(scope="module")
+def floor() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("kopf_floor_operator", FLOOR)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def comparable(value: Any) -> Any:
+    """Settings as plain data: dataclasses by field, storages by type and attributes."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: comparable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, concurrent.futures.Executor):
+        return type(value).__name__
+    if hasattr(value, "__dict__") and type(value).__eq__ is object.__eq__:  # type: ignore[comparison-overlap]
+        return type(value).__name__, {k: comparable(v) for k, v in vars(value).items()}
+    return value
+
+
+async def test_floor_has_the_operators_kopf_settings(floor: ModuleType, tmp_path: Path, monkeypatch: Any) -> None:
+    from rke2fleet.handlers import runner
+
+    kubeconfig = tmp_path / "kubeconfig"  # KubeApi() reads it; nothing is contacted
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    from kubernetes.config import kube_config
+
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))  # read at import
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("RKE2FLEET_METRICS_PORT", raising=False)
+    ours, theirs = kopf.OperatorSettings(), kopf.OperatorSettings()
+    memo = SimpleNamespace()
+    configure: Any = runner.configure  # Kopf's decorators type it as its callback protocol
+    shutdown: Any = runner.shutdown
+    await configure(settings=ours, memo=memo, logger=SimpleNamespace(info=lambda *a: None))
+    await shutdown(memo=memo)
+    await floor.configure(settings=theirs)
+    assert comparable(theirs) == comparable(ours)
+    assert theirs.persistence.finalizer == runner.FINALIZER
+    assert comparable(kopf.OperatorSettings()) != comparable(ours)  # the comparison sees a difference
+
+
+def test_floor_indexes_give_the_operators_entries(floor: ModuleType) -> None:
+    from rke2fleet.handlers import indexes as ours
+
+    indexes: Any = ours  # Kopf's decorators type the index functions as its callback protocol
+
+    meta = {"generation": 3, "deletionTimestamp": None}
+    spec = {"cluster": "c1", "role": "agent", "address": "10.0.0.9", "paused": True}
+    status = {"phase": "Paused"}
+    args: dict[str, Any] = dict(namespace="ns", name="n1", spec=spec, status=status, uid="u-1", meta=meta, body={})
+    assert floor.nodes(**args) == indexes.nodes(**args)
+    assert floor.clusters(**args) == indexes.clusters(**args)
+
+
+def test_floor_paused_status_has_the_fields_our_paused_node_gets(floor: ModuleType) -> None:
+    from rke2fleet.handlers.status import status_patch
+    from rke2fleet.reconcile.conditions import Cond
+
+    ours = status_patch({}, 2, {"phase": "Paused"}, [Cond("Ready", False, "Paused", "cluster c1 is paused")])
+    theirs = floor.paused_status(2, "c1")
+    assert theirs.keys() == ours.keys()
+    assert [(c["type"], c["status"], c["reason"], c["message"]) for c in theirs["conditions"]] == [
+        (c["type"], c["status"], c["reason"], c["message"]) for c in ours["conditions"]
+    ]
+    assert [sorted(c) for c in theirs["conditions"]] == [sorted(c) for c in ours["conditions"]]
+
+
+def test_floor_imports_nothing_of_rke2fleet() -> None:
+    # Its RSS must be Kopf's alone (Kopf itself imports kubernetes and pydantic when installed):
+    # load it in a clean interpreter and look at what got imported.
+    ours = ("rke2fleet", "asyncssh", "prometheus_client")
+    code = f"import runpy, sys; runpy.run_path({str(FLOOR)!r}); print([m for m in sys.modules if m.startswith({ours})])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
