@@ -77,7 +77,7 @@ def facts_output(
     if config_sha256:
         lines.append(f"config_sha256={config_sha256}")
     for unit, (enabled, active) in (("rke2-server", server), ("rke2-agent", agent)):
-        lines += [f"{unit}.enabled={enabled}", f"{unit}.active={active}"]
+        lines += [f"{unit}.ActiveState={active}", f"{unit}.UnitFileState={enabled}"]
     last_started = version if running == "same" else running
     if data_bin is None and last_started:
         data_bin = data_bin_link(last_started)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rke2fleet.reconcile.apply import install_script, start_failure
+from rke2fleet.reconcile.apply import install_script, start_failure, wait_script
 from tests.reconcile.builders import desired
 
 U = "rke2-server"
@@ -144,3 +144,44 @@ def test_harness_detects_an_unquoted_value(tmp_path: Path, hostile: tuple[str, d
     url, _, marker = hostile
     run_script(tmp_path, f'tmp=$(mktemp)\ncurl -o "$tmp" {url}\n', curl_fails=True)
     assert marker.exists()
+
+
+def _run_wait_script(tmp_path: Path, states: list[str], polls: int) -> tuple[str, int]:
+    """The readiness script in a real sh; `systemctl is-active` answers `states` in turn (then
+    the last one), `journalctl` prints a marker. Returns the output and how often it polled."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "states").write_text("\n".join(states) + "\n")
+    (bin_dir / "systemctl").write_text(
+        "#!/bin/sh\n"
+        f'd={shlex.quote(str(tmp_path))}; n=$(cat "$d/count" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$d/count"\n'
+        'line=$(sed -n "${n}p" "$d/states"); [ -n "$line" ] || line=$(tail -n 1 "$d/states"); echo "$line"\n'
+    )
+    (bin_dir / "journalctl").write_text('#!/bin/sh\necho "journal of $2"\n')
+    for tool in ("systemctl", "journalctl"):
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    out = subprocess.run(
+        ["sh", "-s"], input=wait_script("rke2-agent", polls, 0.01).encode(), env=env, capture_output=True, check=True
+    ).stdout.decode()
+    return out, int((tmp_path / "count").read_text())
+
+
+@pytest.mark.parametrize(
+    ("states", "polls", "first_line", "journal", "count"),
+    [
+        pytest.param(["active"], 5, "state=active", False, 1, id="active at once"),
+        pytest.param(["activating", "activating", "active"], 5, "state=active", False, 3, id="becomes active"),
+        pytest.param(["activating", "failed"], 5, "state=failed", True, 2, id="fails"),
+        pytest.param(["activating"], 4, "state=activating", True, 4, id="still activating after its polls"),
+        pytest.param(["inactive"], 4, "state=inactive", True, 1, id="inactive"),
+    ],
+)
+def test_wait_script_polls_on_the_host(
+    tmp_path: Path, states: list[str], polls: int, first_line: str, journal: bool, count: int
+) -> None:
+    out, polled = _run_wait_script(tmp_path, states, polls)
+    lines = out.splitlines()
+    assert lines[0] == first_line
+    assert ("journal of rke2-agent" in lines[1:]) is journal
+    assert polled == count

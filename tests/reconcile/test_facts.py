@@ -107,12 +107,13 @@ def test_incomplete_output_is_a_facts_error(stdout: str) -> None:
         parse_facts(stdout)
 
 
+# `systemctl show -p UnitFileState -p ActiveState UNIT` as systemd prints it (its own order).
 FAKE_SYSTEMCTL = """#!/bin/sh
-case "$1 $2" in
-  "is-enabled rke2-server") echo enabled ;;
-  "is-active rke2-server") echo active ;;
-  "is-enabled rke2-agent") echo disabled; exit 1 ;;
-  *) echo inactive; exit 3 ;;
+[ "$1" = show ] || exit 1
+for u; do :; done
+case "$u" in
+  rke2-server) printf 'ActiveState=active\\nUnitFileState=enabled\\n' ;;
+  *) printf 'ActiveState=inactive\\nUnitFileState=disabled\\n' ;;
 esac
 """
 

@@ -17,6 +17,7 @@ CONDITIONS_LIST_MAP: dict[str, Any] = {
 ClusterPhase = Literal["Pending", "Provisioning", "Ready", "Degraded", "Failed", "Paused"]
 NodePhase = Literal[
     "Pending",
+    "Staged",
     "Connecting",
     "Installing",
     "Configuring",

@@ -58,8 +58,10 @@ def node_views(entries: Any, busy: set[str]) -> list[NodeView]:
                 role=str(e["spec"].get("role", "")),
                 address=str(e["spec"].get("address", "")),
                 ready=condition_true(st, "Ready") and st.get("phase") == "Ready",
-                # Only what RKE2 itself did counts: a host that never answered has not started.
-                started=bool(st.get("installedVersion")) or st.get("phase") in STARTED_PHASES,
+                # Only what RKE2 itself did counts: a host that never answered has not started,
+                # and a staged one (installed and configured, waiting for its turn) has not either.
+                started=st.get("phase") != "Staged"
+                and (bool(st.get("installedVersion")) or st.get("phase") in STARTED_PHASES),
                 busy=e["name"] in busy,
                 running=st.get("runningVersion"),
                 failed=st.get("phase") == "Failed",

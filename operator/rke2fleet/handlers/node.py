@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -87,10 +88,18 @@ async def reconcile_node(
                 [Cond("Ready", condition_ready(status), "Paused", f"cluster {cname} is paused")],
             )
             return None
+        if not _settled(centry, cluster, indexes.many(nodes, ckey), name):
+            # A new cluster chooses its init server and version in its own first pass: wait for
+            # that on the index (no SSH, no API call) instead of failing and retrying later.
+            await until(
+                lambda: _settled(indexes.one(clusters, ckey) or centry, cluster, indexes.many(nodes, ckey), name)
+            )
+            centry = indexes.one(clusters, ckey) or centry
+            fleet.seen_stamp[(namespace, name)] = desired_stamp(centry)
         target = await build_target(fleet, namespace, cluster, node, status)
         cstatus = centry["status"]
         siblings = indexes.many(nodes, ckey)
-        servers = [(e["name"], str(e["spec"].get("address"))) for e in siblings if e["spec"].get("role") == "server"]
+        servers = _servers(siblings)
         init = cstatus.get("initServer")
         if not init:
             raise Waiting("WaitingForCluster", f"waiting for RKE2Cluster {cname} to choose its init server")
@@ -139,9 +148,10 @@ async def reconcile_node(
     def release() -> None:
         fleet.busy[ckey].discard(name)
 
-    if status.get("phase") != "Ready":
-        # Bring-up: wait for our turn here, reading only the index, instead of re-reading the
-        # host's facts over SSH on every retry (that polling starves the hosts at fleet size).
+    if status.get("phase") not in ("Ready", "Pending", None):
+        # Bring-up, once staged (or failed): wait for our turn here, reading only the index,
+        # instead of re-reading the host's facts over SSH on every retry (that polling starves
+        # the hosts at fleet size). A node never seen yet goes on at once: it stages.
         await await_turn(fleet, nodes, ckey, name, init)
 
     progress: dict[str, Any] = {}
@@ -201,15 +211,39 @@ async def await_turn(fleet: FleetState, nodes: Any, ckey: tuple[str, str], name:
 
     No SSH and no API call: the live Kopf index only. node_pass still claims the turn itself.
     """
-    deadline = time.monotonic() + TURN_WAIT
-    while True:
+
+    def my_turn() -> bool:
         views = indexes.node_views(indexes.many(nodes, ckey), fleet.busy[ckey])
         me = next((v for v in views if v.name == name), None)
-        if me is not None and may_disrupt(me, views, init, agent_batch=BRINGUP_BATCH).allowed:
-            return True
+        return me is not None and may_disrupt(me, views, init, agent_batch=BRINGUP_BATCH).allowed
+
+    return await until(my_turn)
+
+
+async def until(condition: Callable[[], bool], wait: float = TURN_WAIT) -> bool:
+    """Poll an in-memory condition (the live indexes) until it holds (True) or `wait` passed."""
+    deadline = time.monotonic() + wait
+    while not condition():
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(TURN_POLL)
+    return True
+
+
+def _servers(siblings: list[Any]) -> list[tuple[str, str]]:
+    return [(e["name"], str(e["spec"].get("address"))) for e in siblings if e["spec"].get("role") == "server"]
+
+
+def _settled(centry: Any, cluster: RKE2ClusterSpec, siblings: list[Any], name: str) -> bool:
+    """The cluster has chosen its init server and approved a target version (but a channel's
+    init server, which learns its version by installing, needs none): this node can plan."""
+    st = centry["status"]
+    init = st.get("initServer")
+    if not init:
+        return False
+    if st.get("targetVersion"):
+        return True
+    return not cluster.version and choose_init_server(_servers(siblings), cluster.registration_address, init) == name
 
 
 def _record_accepted_key(fleet: FleetState, target: HostTarget, fields: dict[str, Any]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shlex
 import time
 from collections.abc import Awaitable, Callable
@@ -48,6 +47,23 @@ def install_script(desired: DesiredNode) -> str:
     )
 
 
+WAIT_CHUNK = 3.0  # seconds one readiness command waits on the host before reporting back
+
+
+def wait_script(unit: str, polls: int, interval: float) -> str:
+    """Poll `systemctl is-active` ON the host (no SSH round trip per poll) for up to `polls`
+    polls; print `state=<state>`, then, unless active, the unit's journal for the caller to judge."""
+    u = shlex.quote(unit)
+    return (
+        f"i=0\nwhile :; do\n  s=$(systemctl is-active {u} 2>/dev/null)\n"
+        '  case "$s" in active|failed|inactive) break;; esac\n'
+        f'  i=$((i+1)); [ "$i" -ge {int(polls)} ] && break\n  sleep {interval:g}\ndone\n'
+        'echo "state=$s"\n'
+        f'[ "$s" = active ] || journalctl -u {u} -n 60 --no-pager 2>/dev/null\n'
+        "exit 0\n"
+    )
+
+
 async def wait_ready(
     pool: SSHPool,
     target: HostTarget,
@@ -58,32 +74,33 @@ async def wait_ready(
     interval: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Poll `systemctl is-active` with our own timeout: RKE2's units have TimeoutStartSec=0.
+    """Wait for the unit with our own timeout: RKE2's units have TimeoutStartSec=0.
 
-    A unit that keeps failing stays `activating` (auto-restart) forever, so the journal is
-    read too: a main-process exit since the last stop means this start failed.
+    One command per WAIT_CHUNK polls on the host. A unit that keeps failing stays `activating`
+    (auto-restart) forever, so the journal that comes back with a not-yet-active state is read
+    too: a main-process exit since the last stop means this start failed.
     """
     deadline = clock() + timeout
     unit = desired.unit
-    polls = 0
     while True:
-        res = await pool.run(target, ["systemctl", "is-active", unit], check=False)
-        state = res.stdout.strip()
+        polls = max(1, min(round(WAIT_CHUNK / interval), int((deadline - clock()) / interval) + 1))
+        res = await pool.run(
+            target, script=wait_script(unit, polls, interval), check=False, timeout=polls * interval + 30
+        )
+        head, _, rest = res.stdout.partition("\n")
+        state = head.removeprefix("state=").strip()
         if state == "active":
             return
+        lines = [redact(ln, secrets) for ln in rest.splitlines() if ln.strip()]
         if state in ("failed", "inactive"):
-            tail = await journal_tail(pool, target, unit, secrets)
-            raise StepFailed(Step.WAIT_READY, "ServiceFailed", f"{unit} failed to start: {tail}")
-        polls += 1
-        if polls % 4 == 0:
-            lines = await journal_lines(pool, target, unit, secrets)
-            failure = start_failure(lines, unit)
-            if failure:
-                raise StepFailed(Step.WAIT_READY, "ServiceFailed", f"{unit} failed to start: {failure}")
+            raise StepFailed(Step.WAIT_READY, "ServiceFailed", f"{unit} failed to start: {_tail(lines)}")
+        failure = start_failure(lines, unit)
+        if failure:
+            raise StepFailed(Step.WAIT_READY, "ServiceFailed", f"{unit} failed to start: {failure}")
         if clock() > deadline:
-            tail = await journal_tail(pool, target, unit, secrets)
-            raise StepFailed(Step.WAIT_READY, "ReadinessTimeout", f"{unit} not active after {timeout:.0f}s: {tail}")
-        await asyncio.sleep(interval)
+            raise StepFailed(
+                Step.WAIT_READY, "ReadinessTimeout", f"{unit} not active after {timeout:.0f}s: {_tail(lines)}"
+            )
 
 
 def start_failure(lines: list[str], unit: str) -> str | None:
@@ -106,13 +123,9 @@ def start_failure(lines: list[str], unit: str) -> str | None:
     return (reasons or [ln for ln in segment if "Main process exited" in ln])[-1].strip()
 
 
-async def journal_lines(pool: SSHPool, target: HostTarget, unit: str, secrets: list[str]) -> list[str]:
-    res = await pool.run(target, ["journalctl", "-u", unit, "-n", "60", "--no-pager"], check=False)
-    return [redact(ln, secrets) for ln in res.stdout.splitlines() if ln.strip()]
-
-
-async def journal_tail(pool: SSHPool, target: HostTarget, unit: str, secrets: list[str]) -> str:
-    lines = (await journal_lines(pool, target, unit, secrets))[-JOURNAL_LINES:]
+def _tail(journal: list[str]) -> str:
+    """The last error lines of a journal (else its last lines): short enough for a condition."""
+    lines = journal[-JOURNAL_LINES:]
     reasons = [ln for ln in lines if "level=fatal" in ln or "level=error" in ln]
     return " | ".join((reasons or lines)[-3:]) or "(journal empty)"
 

@@ -24,8 +24,7 @@ echo "rke2_path=$rke2"
 if [ -n "$rke2" ]; then echo "rke2_version=$("$rke2" --version 2>/dev/null | head -n 1)"; fi
 if [ -f {CONFIG_PATH} ]; then echo "config_sha256=$(sha256sum {CONFIG_PATH} | cut -d ' ' -f 1)"; fi
 for u in @UNITS@; do
-  echo "$u.enabled=$(systemctl is-enabled "$u" 2>/dev/null)"
-  echo "$u.active=$(systemctl is-active "$u" 2>/dev/null)"
+  systemctl show -p UnitFileState -p ActiveState "$u" 2>/dev/null | while IFS= read -r l; do echo "$u.$l"; done
 done
 [ -f {TOKEN_PATH} ] && echo "token_present=yes"
 [ -f {KUBECONFIG_PATH} ] && echo "kubeconfig_sha256=$(sha256sum {KUBECONFIG_PATH} | cut -d ' ' -f 1)"
@@ -41,7 +40,8 @@ UNITS = ("rke2-server", "rke2-agent")
 
 def facts_script(units: tuple[str, ...] = UNITS) -> str:
     """Ask systemctl about these units only: a node needs its own role's unit, and each
-    systemctl call is a process start on the host (the steady-state cost per pass)."""
+    systemctl call is a process start on the host (the steady-state cost per pass): one
+    `systemctl show` per unit answers both is-enabled and is-active."""
     return _SCRIPT.replace("@UNITS@", " ".join(u for u in units if u in UNITS))
 
 
@@ -94,8 +94,8 @@ def parse_facts(stdout: str) -> HostFacts:
 
     def unit(name: str) -> UnitFacts:
         return UnitFacts(
-            enabled=values.get(f"{name}.enabled") == "enabled",
-            active=values.get(f"{name}.active") or "unknown",
+            enabled=values.get(f"{name}.UnitFileState") == "enabled",
+            active=values.get(f"{name}.ActiveState") or "unknown",
         )
 
     server, agent = unit("rke2-server"), unit("rke2-agent")

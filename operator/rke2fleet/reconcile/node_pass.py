@@ -213,12 +213,18 @@ async def node_pass(
     if plan.disruptive:
         verdict = go_ahead(plan)
         if not verdict.allowed:
-            out.conditions += steady_conditions(desired, facts, inputs.target)
             active = facts.unit(desired.role).is_active
+            if not active:
+                # Not running yet: install and configure now, so that only the start waits for
+                # the turn (the fleet's downloads overlap the servers' bring-up).
+                failed = await _stage(pool, inputs, desired, plan, out)
+                if failed is not None:
+                    return failed
+            out.conditions += steady_conditions(desired, facts, inputs.target)
             out.conditions.append(
                 Cond("Ready", active and facts.running_version is not None, "Waiting", verdict.reason)
             )
-            out.status["phase"] = "Ready" if active else "Pending"
+            out.status["phase"] = "Ready" if active else "Staged"
             out.retry_after = 3.0
             return out
     try:
@@ -226,6 +232,35 @@ async def node_pass(
     finally:
         if plan.disruptive:
             release()
+
+
+STAGE_STEPS = frozenset({Step.INSTALL, Step.WRITE_CONFIG})
+
+
+async def _stage(
+    pool: SSHPool, inputs: NodeInputs, desired: DesiredNode, plan: Plan, out: NodeOutcome
+) -> NodeOutcome | None:
+    """Run the plan's install and config steps on a node that is not running; the outcome of a
+    failure, else None. Neither starts anything: RKE2 reads config.yaml only when it starts."""
+    staged = Plan(tuple(a for a in plan.actions if a.step in STAGE_STEPS))
+    if not staged:
+        return None
+    try:
+        await apply_plan(
+            pool,
+            inputs.target,
+            desired,
+            staged,
+            readiness_timeout=parse_duration(inputs.cluster.readiness_timeout),
+            secrets=inputs.secrets,
+        )
+    except StepFailed as exc:
+        return _step_failed(out, inputs, exc)
+    except HostAccessError as exc:
+        return access_failure(exc, inputs.target)
+    out.host_actions = len(staged.actions)
+    out.status["plan"] = [a for a in plan.summary() if a not in staged.summary()]
+    return None
 
 
 def _report_drift(out: NodeOutcome, plan: Plan, inputs: NodeInputs) -> None:
