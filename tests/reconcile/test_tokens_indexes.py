@@ -55,6 +55,8 @@ NOT_READY_COND = [{"type": "Ready", "status": "False"}]
         ({"phase": "Starting", "conditions": READY_COND}, False, True, False),
         ({"phase": "Failed", "installedVersion": "v1.36.3+rke2r1"}, False, True, True),
         ({"phase": "Pending", "installedVersion": "v1.36.3+rke2r1"}, False, True, False),
+        # Installed and configured ahead of its turn, never started.
+        ({"phase": "Staged", "installedVersion": "v1.36.3+rke2r1"}, False, False, False),
     ],
 )
 def test_node_views(status: dict[str, Any], ready: bool, started: bool, failed: bool) -> None:
@@ -81,3 +83,19 @@ def test_never_installed_unreachable_server_does_not_block_the_join(phase: str) 
     views = node_views(entries, set())
     assert not views[2].started
     assert may_disrupt(views[1], views, "s1", agent_batch=1).allowed
+
+
+def test_staged_servers_do_not_block_the_join_order() -> None:
+    """Every server stages at once; a later one that is only staged must not hold up an earlier
+    one (nor the init server), or the bring-up would deadlock."""
+    entries = [
+        entry("s1", phase="Staged", installedVersion="v1.36.3+rke2r1"),
+        entry("s2", phase="Staged", installedVersion="v1.36.3+rke2r1"),
+        entry("s3", phase="Staged", installedVersion="v1.36.3+rke2r1"),
+    ]
+    views = node_views(entries, set())
+    assert may_disrupt(views[0], views, "s1", agent_batch=1).allowed
+    assert not may_disrupt(views[1], views, "s1", agent_batch=1).allowed  # s1 is not Ready yet
+    views = node_views([entry("s1", phase="Ready", conditions=READY_COND), *entries[1:]], set())
+    assert may_disrupt(views[1], views, "s1", agent_batch=1).allowed
+    assert not may_disrupt(views[2], views, "s1", agent_batch=1).allowed
