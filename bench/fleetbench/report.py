@@ -76,8 +76,11 @@ def rows(r: Results) -> list[tuple[str, str, str]]:
     for ld in r.load:
         value = (
             f"peak RSS {ld.peak_rss_mb:.0f} MB, loop lag p50 {ld.lag_p50_ms:.1f} ms / p99 {ld.lag_p99_ms:.1f} ms "
-            f"(max {ld.lag_max_ms:.0f} ms, {ld.probes} probes), all processed in {ld.seconds:.1f} s"
+            f"(max {ld.lag_max_ms:.0f} ms, {ld.probes} probes); paused nodes done in {ld.paused_s:.1f} s "
+            f"(p99 until then {ld.burst_p99_ms:.1f} ms)"
         )
+        if ld.subject == "operator":
+            value += f", live cluster Ready in {ld.seconds:.1f} s"
         if ld.window_s > ld.seconds + 0.5:
             value += f", probed {ld.window_s:.1f} s (the operator's window)"
         suffix = f", round {ld.round}" if rounds else ""
