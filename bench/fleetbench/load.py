@@ -11,6 +11,7 @@ our kinds) give the lag that Kopf's own per-object processing costs on this mach
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import subprocess
@@ -53,6 +54,7 @@ class LoadResult:
     burst_p99_ms: float  # p99 of the probes started before `paused_s`
     probes: int
     probe_failures: int
+    load_average: tuple[float, float]  # the machine's 1-minute load average at start and at end
 
 
 class LoopProbe(threading.Thread):
@@ -129,6 +131,7 @@ def control_plane_load(
     """Create the objects, start `subject` on them, probe its loop until all are processed (and at
     least `min_window` seconds, so two subjects are compared over windows of the same length)."""
     live = max(2, objects // 100)
+    load_before = os.getloadavg()[0]
     with Fleet(workdir, f"load-{subject}{round_}", 1, live - 1) as fleet:
         fleet.kube.create_token_secret(generate_token())
         for doc in fleet.manifests("1h") + parked_docs(objects - live, fleet.sb.hosts[0].host_key_line):
@@ -170,5 +173,5 @@ def control_plane_load(
         seconds=seconds, paused_s=paused_at - t0, window_s=window, peak_rss_mb=rss,
         burst_p99_ms=percentile([m for m, at in zip(ms, probe.times, strict=True) if at <= paused_at], 99),
         lag_p50_ms=percentile(ms, 50), lag_p99_ms=percentile(ms, 99), lag_max_ms=max(ms, default=float("nan")),
-        probes=len(ms), probe_failures=probe.failures,
+        probes=len(ms), probe_failures=probe.failures, load_average=(load_before, os.getloadavg()[0]),
     )  # fmt: skip

@@ -72,8 +72,14 @@ def rows(r: Results) -> list[tuple[str, str, str]]:
         target = "≤ 1 cmd, 0 writes" + (", ≤ 2 s at 50" if p.kind == "wake" else "")
         out.append((f"steady {p.kind} pass, {p.hosts} hosts", value, target))
     out += [("FAILED", f, "") for f in r.failures]
-    rounds = len({ld.round for ld in r.load}) > 1
-    for ld in r.load:
+    return out + load_rows(r.load)
+
+
+def load_rows(loads: list[LoadResult]) -> list[tuple[str, str, str]]:
+    """The operator's control-plane load runs and the Kopf floor's, in run order."""
+    out: list[tuple[str, str, str]] = []
+    rounds = len({ld.round for ld in loads}) > 1
+    for ld in loads:
         value = (
             f"peak RSS {ld.peak_rss_mb:.0f} MB, loop lag p50 {ld.lag_p50_ms:.1f} ms / p99 {ld.lag_p99_ms:.1f} ms "
             f"(max {ld.lag_max_ms:.0f} ms, {ld.probes} probes); paused nodes done in {ld.paused_s:.1f} s "
@@ -83,10 +89,10 @@ def rows(r: Results) -> list[tuple[str, str, str]]:
             value += f", live cluster Ready in {ld.seconds:.1f} s"
         if ld.window_s > ld.seconds + 0.5:
             value += f", probed {ld.window_s:.1f} s (the operator's window)"
+        value += f"; machine load average {ld.load_average[0]:.1f} → {ld.load_average[1]:.1f}"
         suffix = f", round {ld.round}" if rounds else ""
         if ld.subject == "floor":
-            label = f"floor: Kopf alone, same {ld.objects} objects (tick {ld.node_tick:g} s){suffix}"
-            out.append((label, value, ""))
+            out.append((f"floor: Kopf alone, same {ld.objects} objects (tick {ld.node_tick:g} s){suffix}", value, ""))
         else:
             label = f"control plane: {ld.objects} RKE2Nodes ({ld.live_hosts} live, tick {ld.node_tick:g} s){suffix}"
             out.append((label, value, "RSS < 200 MB, p99 < 50 ms"))
