@@ -183,6 +183,7 @@ async def reconcile_node(
             drift_check=timer and status.get("phase") in ("Ready", "Paused"),
             report_only=cluster.paused or (timer and cluster.drift_policy == "Report"),
             was_drifted=indexes.condition_true(status, "Drifted"),
+            await_turn=lambda: await_turn(fleet, nodes, ckey, name, init),
         ),
         go_ahead=go_ahead,
         release=release,

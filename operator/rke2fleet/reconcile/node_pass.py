@@ -78,6 +78,8 @@ class NodeInputs:
     drift_check: bool = False  # a timer pass over a settled node: a non-empty plan is drift
     report_only: bool = False  # driftPolicy Report, or the cluster is paused
     was_drifted: bool = False  # status has Drifted=True
+    # Waits (bounded, without SSH) until the cluster's ordering would let this node start.
+    await_turn: Callable[[], Awaitable[bool]] | None = None
 
 
 async def read_facts(pool: SSHPool, target: HostTarget, unit: str | None = None) -> HostFacts:
@@ -210,16 +212,23 @@ async def node_pass(
         out.conditions.append(Cond("Ready", active, "ReportOnly", "drift is reported, not repaired (driftPolicy)"))
         return out
 
-    if plan.disruptive:
+    claims = plan.disruptive  # an allowed go_ahead claims the turn: release it at the end
+    if claims:
         verdict = go_ahead(plan)
+        active = facts.unit(desired.role).is_active
+        if not verdict.allowed and not active:
+            # Not running yet: install and configure now, so that only the start waits for the
+            # turn (the fleet's downloads overlap the servers' bring-up) ...
+            failed = await _stage(pool, inputs, desired, plan, out)
+            if failed is not None:
+                return failed
+            # ... and when the turn comes soon, go on with what we know of the host (we just
+            # staged it) rather than another pass that would re-read it.
+            if inputs.await_turn is not None and await inputs.await_turn():
+                verdict = go_ahead(plan)
+                if verdict.allowed:
+                    plan = Plan(tuple(a for a in plan.actions if a.step not in STAGE_STEPS))
         if not verdict.allowed:
-            active = facts.unit(desired.role).is_active
-            if not active:
-                # Not running yet: install and configure now, so that only the start waits for
-                # the turn (the fleet's downloads overlap the servers' bring-up).
-                failed = await _stage(pool, inputs, desired, plan, out)
-                if failed is not None:
-                    return failed
             out.conditions += steady_conditions(desired, facts, inputs.target)
             out.conditions.append(
                 Cond("Ready", active and facts.running_version is not None, "Waiting", verdict.reason)
@@ -230,7 +239,7 @@ async def node_pass(
     try:
         return await _apply(pool, inputs, desired, plan, out, on_phase)
     finally:
-        if plan.disruptive:
+        if claims:
             release()
 
 
