@@ -26,6 +26,7 @@ from typing import Any
 
 from fleetbench.fleet import CLUSTER, Fleet
 from fleetbench.operator_proc import KopfFloorProcess, OperatorProcess
+from fleetbench.steady import classify_writes
 from rke2fleet import API_VERSION
 from rke2fleet.reconcile.tokens import generate_token
 
@@ -55,6 +56,10 @@ class LoadResult:
     probes: int
     probe_failures: int
     load_average: tuple[float, float]  # the machine's 1-minute load average at start and at end
+    # API writes of the subject over the window ('patch rke2nodes/status': n, …), and how many of
+    # them came after the paused nodes were done
+    writes_by_kind: dict[str, int]
+    writes_after_burst: int
 
 
 class LoopProbe(threading.Thread):
@@ -136,6 +141,7 @@ def control_plane_load(
         fleet.kube.create_token_secret(generate_token())
         for doc in fleet.manifests("1h") + parked_docs(objects - live, fleet.sb.hosts[0].host_key_line):
             fleet.kube.create(doc)
+        fleet.kube.reset_audit()
         op = fleet.start_operator(node_tick, cluster_tick, SUBJECTS[subject])
         probe = LoopProbe(op.healthz)
         t0 = time.monotonic()
@@ -158,6 +164,7 @@ def control_plane_load(
             seconds = time.monotonic() - t0
             time.sleep(max(0.0, min_window - seconds))
             window = time.monotonic() - t0
+            audit = fleet.kube.audit()
         finally:
             probe.stopped.set()
             probe.join(timeout=10)
@@ -168,10 +175,13 @@ def control_plane_load(
                     spy.kill()
         rss = op.peak_rss_mb()
     ms = [s * 1000 for s in probe.samples]
+    burst_end = time.time() - (time.monotonic() - paused_at)  # the audit's clock is the wall clock
     return LoadResult(
         subject=subject, round=round_, node_tick=node_tick, objects=objects, live_hosts=live,
         seconds=seconds, paused_s=paused_at - t0, window_s=window, peak_rss_mb=rss,
         burst_p99_ms=percentile([m for m, at in zip(ms, probe.times, strict=True) if at <= paused_at], 99),
         lag_p50_ms=percentile(ms, 50), lag_p99_ms=percentile(ms, 99), lag_max_ms=max(ms, default=float("nan")),
         probes=len(ms), probe_failures=probe.failures, load_average=(load_before, os.getloadavg()[0]),
+        writes_by_kind=classify_writes(audit)[1],
+        writes_after_burst=sum(classify_writes([e for e in audit if e["time"] > burst_end])[1].values()),
     )  # fmt: skip

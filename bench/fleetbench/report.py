@@ -89,6 +89,8 @@ def load_rows(loads: list[LoadResult]) -> list[tuple[str, str, str]]:
             value += f", live cluster Ready in {ld.seconds:.1f} s"
         if ld.window_s > ld.seconds + 0.5:
             value += f", probed {ld.window_s:.1f} s (the operator's window)"
+        writes = ", ".join(f"{n} {k}" for k, n in sorted(ld.writes_by_kind.items()))
+        value += f"; API writes: {writes} ({ld.writes_after_burst} after the paused nodes were done)"
         value += f"; machine load average {ld.load_average[0]:.1f} → {ld.load_average[1]:.1f}"
         suffix = f", round {ld.round}" if rounds else ""
         if ld.subject == "floor":

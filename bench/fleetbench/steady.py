@@ -49,7 +49,7 @@ def bursts(times: list[float]) -> list[list[float]]:
     return out
 
 
-def _classify(entries: list[dict[str, Any]]) -> tuple[int, dict[str, int]]:
+def classify_writes(entries: list[dict[str, Any]]) -> tuple[int, dict[str, int]]:
     """(writes not to an RKE2Cluster, every write by 'verb resource[/subresource]').
 
     Writes by the bench's own client (the spec patch that triggers a pass) are left out.
@@ -80,7 +80,7 @@ def wait_quiet(fleet: Fleet, quiet: float, timeout: float) -> None:
 def _summarise(fleet: Fleet, kind: str, seconds: float, per_host: dict[str, list[float]],
                audit: list[dict[str, Any]]) -> PassResult:
     groups = {h: bursts(ts) for h, ts in per_host.items()}
-    node_writes, other = _classify(audit)
+    node_writes, other = classify_writes(audit)
     return PassResult(
         hosts=len(fleet.sb.hosts), kind=kind, seconds=seconds,
         passes=sum(len(g) for g in groups.values()),
