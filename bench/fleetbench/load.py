@@ -49,6 +49,8 @@ class LoadResult:
     paused_s: float  # start → every paused node shows Paused (Kopf's start-up burst is over)
     window_s: float  # how long the probe ran: `seconds`, or longer to match another run's window
     peak_rss_mb: float
+    cpu_s: float  # the subject's CPU time (user + system) from start to the end of the window
+    burst_cpu_s: float  # … from start until the paused nodes were done
     lag_p50_ms: float
     lag_p99_ms: float
     lag_max_ms: float
@@ -157,7 +159,7 @@ def control_plane_load(
                 if time.monotonic() > deadline:
                     raise TimeoutError("the objects were not all processed in 600s")
                 if paused_at is None and all_paused(fleet.kube.items("rke2nodes")):
-                    paused_at = time.monotonic()
+                    paused_at, burst_cpu = time.monotonic(), op.cpu_seconds()
                 if live_at is None and fleet.kube.phase("rke2clusters", CLUSTER) == "Ready":
                     live_at = time.monotonic()
                 time.sleep(1.0)
@@ -173,12 +175,13 @@ def control_plane_load(
                     spy.wait(PROFILE_SECONDS + 30)
                 except subprocess.TimeoutExpired:
                     spy.kill()
-        rss = op.peak_rss_mb()
+        rss, cpu = op.peak_rss_mb(), op.cpu_seconds()
     ms = [s * 1000 for s in probe.samples]
     burst_end = time.time() - (time.monotonic() - paused_at)  # the audit's clock is the wall clock
     return LoadResult(
         subject=subject, round=round_, node_tick=node_tick, objects=objects, live_hosts=live,
-        seconds=seconds, paused_s=paused_at - t0, window_s=window, peak_rss_mb=rss,
+        seconds=seconds, paused_s=paused_at - t0, window_s=window, peak_rss_mb=rss, cpu_s=cpu,
+        burst_cpu_s=burst_cpu,
         burst_p99_ms=percentile([m for m, at in zip(ms, probe.times, strict=True) if at <= paused_at], 99),
         lag_p50_ms=percentile(ms, 50), lag_p99_ms=percentile(ms, 99), lag_max_ms=max(ms, default=float("nan")),
         probes=len(ms), probe_failures=probe.failures, load_average=(load_before, os.getloadavg()[0]),

@@ -81,6 +81,12 @@ class OperatorProcess:
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmHWM in /proc/<pid>/status")
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far (user + system, all threads): unlike wall-clock profiles, not
+        inflated when other processes compete for the cores."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

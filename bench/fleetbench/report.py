@@ -81,7 +81,8 @@ def load_rows(loads: list[LoadResult]) -> list[tuple[str, str, str]]:
     rounds = len({ld.round for ld in loads}) > 1
     for ld in loads:
         value = (
-            f"peak RSS {ld.peak_rss_mb:.0f} MB, loop lag p50 {ld.lag_p50_ms:.1f} ms / p99 {ld.lag_p99_ms:.1f} ms "
+            f"peak RSS {ld.peak_rss_mb:.0f} MB, CPU {ld.cpu_s:.1f} s ({ld.burst_cpu_s:.1f} s in the burst), "
+            f"loop lag p50 {ld.lag_p50_ms:.1f} ms / p99 {ld.lag_p99_ms:.1f} ms "
             f"(max {ld.lag_max_ms:.0f} ms, {ld.probes} probes); paused nodes done in {ld.paused_s:.1f} s "
             f"(p99 until then {ld.burst_p99_ms:.1f} ms)"
         )
