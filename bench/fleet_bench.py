@@ -3,7 +3,8 @@
 1. converge: servers + agents bare → Ready, operator and Ansible alternately (`--rounds` each);
 2. steady state: passes with nothing to do, SSH commands counted on the hosts, API writes
    counted by the emulator; 3. the same at each `--scale` size; 4. control-plane load with
-   `--objects` RKE2Nodes. Prints a table (see BENCHMARKS.md for what limits each number).
+   `--objects` RKE2Nodes, alternated with Kopf alone on the same objects (its floor).
+Prints a table (see BENCHMARKS.md for what limits each number).
 """
 
 from __future__ import annotations
