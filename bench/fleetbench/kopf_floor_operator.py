@@ -57,16 +57,17 @@ async def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.connect_timeout = 10
     settings.execution.max_workers = 8
     settings.background.cancellation_polling = 1
+    settings.background.instant_exit_timeout = 0.5
 
 
 @kopf.index(GROUP, VERSION, "rke2clusters")
-def clusters(*, namespace: Any, name: str, spec: Any, status: Any, uid: str, meta: Any, **_: Any) -> Any:
+async def clusters(*, namespace: Any, name: str, spec: Any, status: Any, uid: str, meta: Any, **_: Any) -> Any:
     entry = {"spec": dict(spec), "status": dict(status), "uid": uid, "generation": meta.get("generation")}
     return {(namespace, name): {**entry, "deleting": bool(meta.get("deletionTimestamp"))}}
 
 
 @kopf.index(GROUP, VERSION, "rke2nodes")
-def nodes(*, namespace: Any, name: str, spec: Any, status: Any, meta: Any, **_: Any) -> Any:
+async def nodes(*, namespace: Any, name: str, spec: Any, status: Any, meta: Any, **_: Any) -> Any:
     entry = {"name": name, "spec": dict(spec), "status": dict(status)}
     return {(namespace, spec.get("cluster")): {**entry, "deleting": bool(meta.get("deletionTimestamp"))}}
 

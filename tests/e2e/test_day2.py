@@ -236,6 +236,34 @@ def test_config_rollout_restarts_servers_one_at_a_time(e2e: E2E) -> None:
             assert not overlaps(downs[a], downs[b]), f"{a} and {b} restarted at the same time"
 
 
+def test_cluster_change_wakes_its_nodes_before_their_tick(e2e: E2E) -> None:
+    """A node's timer checks its cluster every NODE_TICK; a change of the cluster's desired state
+    wakes the timers at once instead (indexes.clusters → FleetState.wake_nodes)."""
+    tick = 20.0
+    sb = e2e.up(1, 1)
+    kube = e2e.kube
+    assert kube
+    kube.apply(cluster_manifests(sb, "wake"))
+    started = time.monotonic()
+    e2e.operator(RKE2FLEET_NODE_TICK=str(tick))
+    kube.wait_phase("rke2clusters", "wake", "Ready", timeout=120)
+    # Past the timers' initial delay (a tick after the operator's start, which takes ~2 s):
+    # every node timer now waits for its next tick, some 2 x tick + 2 s after `started`, i.e.
+    # about 16 s after the patch below.
+    time.sleep(max(0.0, started + tick + 6 - time.monotonic()))
+    t0 = time.monotonic()
+    kube.patch_spec("rke2clusters", "wake", {"agentConfig": {"debug": True}})
+    agent = sb.agents[0]
+
+    def applied() -> bool:
+        return yaml.safe_load(sh(sb, agent, "cat /etc/rancher/rke2/config.yaml")).get("debug") is True
+
+    kube.wait("agent config changed", applied, 60)
+    took = time.monotonic() - t0
+    print(f"cluster change on the agent's host {took:.1f}s after the patch (node tick {tick:g}s)")
+    assert took < tick / 2, f"the change waited for the node's tick ({took:.1f}s)"
+
+
 def test_drift_repaired_within_one_interval(e2e: E2E) -> None:
     sb = e2e.up(1, 1)
     kube = e2e.kube

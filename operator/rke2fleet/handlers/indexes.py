@@ -5,6 +5,7 @@ Handlers read clusters and sibling nodes from here instead of listing the API.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
@@ -12,22 +13,44 @@ import kopf
 from rke2fleet import GROUP, VERSION
 from rke2fleet.reconcile.ordering import NodeView
 
+WAKE_DELAY = 0.05  # after the index store holds the new entry (Kopf stores it once we return)
+
+# The index functions are async although they never await: Kopf runs sync handlers in a thread
+# pool, and a thread hop per watch event is costly at 1,000 objects (and `clusters` needs the loop).
+
 
 @kopf.index(GROUP, VERSION, "rke2clusters")
-def clusters(*, namespace: Any, name: str, spec: Any, status: Any, uid: str, meta: Any, **_: Any) -> Any:
-    return {
-        (namespace, name): {
-            "spec": dict(spec),
-            "status": dict(status),
-            "uid": uid,
-            "generation": meta.get("generation"),
-            "deleting": bool(meta.get("deletionTimestamp")),
-        }
+async def clusters(
+    *, namespace: Any, name: str, spec: Any, status: Any, uid: str, meta: Any, memo: Any, **_: Any
+) -> Any:
+    entry = {
+        "spec": dict(spec),
+        "status": dict(status),
+        "uid": uid,
+        "generation": meta.get("generation"),
+        "deleting": bool(meta.get("deletionTimestamp")),
     }
+    fleet = getattr(memo, "fleet", None)
+    if fleet is not None:
+        # A change of what shapes the nodes' desired state wakes their timers now, not at their
+        # next tick: a spec change or an approved version starts moving at once.
+        key, stamp = (namespace, name), desired_stamp(entry)
+        if fleet.cluster_stamps.get(key, stamp) != stamp:
+            asyncio.get_running_loop().call_later(WAKE_DELAY, fleet.wake_nodes, key)
+        fleet.cluster_stamps[key] = stamp
+    return {(namespace, name): entry}
+
+
+def desired_stamp(centry: Any | None) -> tuple[Any, ...]:
+    """What of the cluster shapes every node's desired state: when it changes, nodes re-plan."""
+    if centry is None:
+        return ()
+    st = centry["status"]
+    return (centry["generation"], st.get("targetVersion"), st.get("initServer"), st.get("tokenSecretName"))
 
 
 @kopf.index(GROUP, VERSION, "rke2nodes")
-def nodes(*, namespace: Any, name: str, spec: Any, status: Any, meta: Any, **_: Any) -> Any:
+async def nodes(*, namespace: Any, name: str, spec: Any, status: Any, meta: Any, **_: Any) -> Any:
     return {
         (namespace, spec.get("cluster")): {
             "name": name,

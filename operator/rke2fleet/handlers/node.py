@@ -35,6 +35,7 @@ from rke2fleet.reconcile.tokens import token_values
 # How often each node's timer wakes; a pass runs when the drift interval has elapsed or the
 # cluster's desired state changed. Small in tests, through the environment.
 NODE_TICK = float(os.environ.get("RKE2FLEET_NODE_TICK", "20"))
+TIMER_GAP = 0.1  # Kopf's own sleep between two ticks; the tick's wait is in node_tick
 BRINGUP_BATCH = 50  # reference §5: agents in batches of at most 50
 
 
@@ -77,7 +78,7 @@ async def reconcile_node(
         except SpecError:
             raise Waiting("ClusterInvalid", f"RKE2Cluster {cname} has an invalid spec; see its status", 30) from None
         ckey = (namespace, cname)
-        fleet.seen_stamp[(namespace, name)] = desired_stamp(centry)
+        fleet.seen_stamp[(namespace, name)] = indexes.desired_stamp(centry)
         if cluster.paused and not timer:
             # Paused: no host action at all; timer passes still report drift (read-only).
             node_status_patch(
@@ -95,7 +96,7 @@ async def reconcile_node(
                 lambda: _settled(indexes.one(clusters, ckey) or centry, cluster, indexes.many(nodes, ckey), name)
             )
             centry = indexes.one(clusters, ckey) or centry
-            fleet.seen_stamp[(namespace, name)] = desired_stamp(centry)
+            fleet.seen_stamp[(namespace, name)] = indexes.desired_stamp(centry)
         target = await build_target(fleet, namespace, cluster, node, status)
         cstatus = centry["status"]
         siblings = indexes.many(nodes, ckey)
@@ -326,17 +327,21 @@ async def node_changed(*, memo: Any, name: str, namespace: Any, **kw: Any) -> No
             raise kopf.TemporaryError("not converged yet; see status", delay=delay)
 
 
-@kopf.timer(GROUP, VERSION, "rke2nodes", interval=NODE_TICK, initial_delay=NODE_TICK)
+@kopf.timer(GROUP, VERSION, "rke2nodes", interval=TIMER_GAP, initial_delay=NODE_TICK)
 async def node_tick(*, memo: Any, name: str, namespace: Any, spec: Any, **kw: Any) -> None:
     fleet: FleetState = memo.fleet
-    lock = fleet.node_locks[(namespace, name)]
-    if lock.locked():
-        return
+    stopped = kw["stopped"]  # Kopf's stop flag of timers and daemons (not in its TimerFn protocol)
     ckey = (namespace, str(spec.get("cluster")))
+    # The tick waits here rather than in Kopf's sleep, so that a change of the cluster's desired
+    # state (see indexes.clusters) wakes every node of it at once.
+    await fleet.until_woken(ckey, NODE_TICK, stopped)
+    lock = fleet.node_locks[(namespace, name)]
+    if stopped or lock.locked():
+        return
     interval = _drift_interval(kw["clusters"], namespace, spec)
     key = (namespace, name)
     due = time.monotonic() >= fleet.next_pass.get(key, 0.0)
-    stamp = desired_stamp(indexes.one(kw["clusters"], ckey))
+    stamp = indexes.desired_stamp(indexes.one(kw["clusters"], ckey))
     woken = fleet.seen_stamp.get(key) != stamp
     if not (due or woken):
         return
@@ -368,15 +373,6 @@ async def node_deleted(
         )
     fleet.forget_node((namespace, name))
     metrics.forget_node(namespace, str(spec.get("cluster")), name)
-
-
-def desired_stamp(centry: Any | None) -> tuple[Any, ...]:
-    """What of the cluster shapes every node's desired state: when it changes, nodes re-plan
-    at their next tick (the index is updated once the cluster's status patch has landed)."""
-    if centry is None:
-        return ()
-    st = centry["status"]
-    return (centry["generation"], st.get("targetVersion"), st.get("initServer"), st.get("tokenSecretName"))
 
 
 def _drift_interval(clusters: Any, namespace: str, spec: Any) -> float:

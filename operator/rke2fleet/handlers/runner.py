@@ -36,6 +36,9 @@ async def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Any, 
     # A timer running when its node is deleted is re-checked this often (default 60 s), so a
     # deletion never waits a minute on a timer that has already finished.
     settings.background.cancellation_polling = 1
+    # The node timers wait for their tick inside the handler (see node.node_tick) and return as
+    # soon as Kopf's stop flag is set: give them that moment instead of orphaning them.
+    settings.background.instant_exit_timeout = 0.5
 
     def on_command(result: Any, duration: float) -> None:
         metrics.observe_ssh_command(result, duration)

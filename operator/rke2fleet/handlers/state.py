@@ -29,9 +29,30 @@ class FleetState:
     # the file only when it changed: no extra SSH command in a steady pass.
     kubeconfig_seen: dict[NodeKey, str] = field(default_factory=dict)
     next_pass: dict[NodeKey, float] = field(default_factory=dict)  # monotonic time of the next timer pass
-    # Per node: the cluster's desired-state stamp its last pass saw (see node.desired_stamp).
+    # Per node: the cluster's desired-state stamp its last pass saw (see indexes.desired_stamp).
     seen_stamp: dict[NodeKey, tuple[Any, ...]] = field(default_factory=dict)
     last_events: dict[NodeKey, set[tuple[str, str]]] = field(default_factory=dict)
+    # Per cluster: the desired-state stamp last indexed, and the event its nodes' timers wait on.
+    cluster_stamps: dict[ClusterKey, tuple[Any, ...]] = field(default_factory=dict)
+    _wake: dict[ClusterKey, asyncio.Event] = field(default_factory=dict)
+
+    def wake_nodes(self, ckey: ClusterKey) -> None:
+        """Every node timer of the cluster waiting in `until_woken` goes on now."""
+        event = self._wake.pop(ckey, None)
+        if event is not None:
+            event.set()
+
+    async def until_woken(self, ckey: ClusterKey, timeout: float, stopped: Any) -> None:  # noqa: ASYNC109
+        """Until `wake_nodes(ckey)`, `stopped` (Kopf's stop flag of the timer) or `timeout`."""
+        waits = [
+            asyncio.ensure_future(self._wake.setdefault(ckey, asyncio.Event()).wait()),
+            asyncio.ensure_future(stopped.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
 
     def new_events(self, key: NodeKey, events: list[Any]) -> list[Any]:
         """Events not already posted for the same standing problem (retries would repeat them)."""
