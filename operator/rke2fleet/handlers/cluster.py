@@ -436,6 +436,7 @@ async def cluster_deleted(*, name: str, namespace: Any, memo: Any, **kw: Any) ->
     if remaining:
         raise kopf.TemporaryError(f"waiting for its RKE2Nodes to be deleted: {', '.join(sorted(remaining))}", delay=5)
     metrics.forget_cluster(namespace, name)
+    memo.fleet.cluster_stamps.pop((namespace, name), None)
 
 
 def _pick(kw: dict[str, Any]) -> dict[str, Any]:
