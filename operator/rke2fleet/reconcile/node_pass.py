@@ -223,8 +223,9 @@ async def node_pass(
             if failed is not None:
                 return failed
             # ... and when the turn comes soon, go on with what we know of the host (we just
-            # staged it) rather than another pass that would re-read it.
-            if inputs.await_turn is not None and await inputs.await_turn():
+            # staged it) rather than another pass that would re-read it. A node with nothing
+            # left to stage has just waited for its turn in the handler: not a second time here.
+            if out.host_actions and inputs.await_turn is not None and await inputs.await_turn():
                 verdict = go_ahead(plan)
                 if verdict.allowed:
                     plan = Plan(tuple(a for a in plan.actions if a.step not in STAGE_STEPS))
