@@ -1,19 +1,27 @@
 """The few management-cluster calls the operator makes outside Kopf: Secrets and status patches.
 
-The official client is synchronous; calls run in a thread so the event loop never blocks.
+The official client loads the credentials (kubeconfig or in-cluster, TLS, token refresh) and
+owns the connection pool; the calls themselves are plain JSON over that pool. Its generated API
+classes are not used: building `CoreV1Api` costs about a second of CPU at start-up (thousands
+of pydantic models in kubernetes>=33) and a model round trip per call, for four endpoints.
+Calls run in a thread so the event loop never blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from rke2fleet import GROUP, VERSION
+
+REQUEST_TIMEOUT = 30.0
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "rke2fleet"}
 
@@ -25,16 +33,34 @@ class KubeApi:
         except kubernetes.config.ConfigException:
             kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
         self._client = kubernetes.client.ApiClient()
-        self._core = kubernetes.client.CoreV1Api(self._client)
-        self._custom = kubernetes.client.CustomObjectsApi(self._client)
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
 
-    def _read(self, namespace: str, name: str) -> Any | None:
+    def _request(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
+        """One call (in a worker thread); the decoded JSON body. Non-2xx raises ApiException
+        with the status, the reason and the API's own message, never the request body."""
+        config = self._client.configuration
+        headers = {"Accept": "application/json", "User-Agent": "rke2fleet"}
+        for auth in config.auth_settings().values():  # refreshes an expiring token first
+            if auth.get("in") == "header" and auth.get("value"):
+                headers[auth["key"]] = auth["value"]
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body).encode()
+        resp = self._client.rest_client.pool_manager.request(
+            method, config.host + path, body=data, headers=headers, timeout=REQUEST_TIMEOUT
+        )
+        if not 200 <= resp.status < 300:
+            raise ApiException(status=resp.status, reason=f"{resp.reason}: {_api_message(resp.data)}")
+        return json.loads(resp.data) if resp.data else None
+
+    def _read(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Secret object, or None when it does not exist (runs in a worker thread)."""
         try:
-            return self._core.read_namespaced_secret(name, namespace)
+            obj: dict[str, Any] = self._request("GET", _secret_path(namespace, name))
+            return obj
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -42,14 +68,14 @@ class KubeApi:
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
         obj = await asyncio.to_thread(self._read, namespace, name)
-        return None if obj is None else {k: base64.b64decode(v) for k, v in (obj.data or {}).items()}
+        return None if obj is None else {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
 
     async def read_secret_meta(self, namespace: str, name: str) -> dict[str, Any] | None:
         obj = await asyncio.to_thread(self._read, namespace, name)
         if obj is None:
             return None
-        meta = obj.metadata
-        return {"annotations": dict((meta.annotations if meta else None) or {}), "uid": meta.uid if meta else None}
+        meta = obj.get("metadata") or {}
+        return {"annotations": dict(meta.get("annotations") or {}), "uid": meta.get("uid")}
 
     async def apply_secret(
         self,
@@ -92,22 +118,36 @@ class KubeApi:
 
         def call() -> bool:
             try:
-                self._core.create_namespaced_secret(namespace, body)  # type: ignore[arg-type]
+                self._request("POST", _secret_path(namespace), body)
                 return True
             except ApiException as exc:
                 if exc.status != 409 or create_only:
                     if exc.status == 409:
                         return False
                     raise
-            self._core.patch_namespaced_secret(name, namespace, body)
+            self._request("PATCH", _secret_path(namespace, name), body, "application/merge-patch+json")
             return True
 
         return await asyncio.to_thread(call)
 
     async def patch_status(self, plural: str, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         def call() -> None:
-            self._custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, plural, name, {"status": dict(status)}
-            )
+            ns, obj = quote(namespace, safe=""), quote(name, safe="")
+            path = f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{plural}/{obj}/status"
+            self._request("PATCH", path, {"status": dict(status)}, "application/merge-patch+json")
 
         await asyncio.to_thread(call)
+
+
+def _secret_path(namespace: str, name: str | None = None) -> str:
+    path = f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets"
+    return f"{path}/{quote(name, safe='')}" if name else path
+
+
+def _api_message(raw: bytes) -> str:
+    """The `message` of a Kubernetes Status body (it names the object, never its data)."""
+    try:
+        status = json.loads(raw)
+    except ValueError:
+        return "(no Status in the response)"
+    return str(status.get("message", "")) if isinstance(status, dict) else ""
