@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from rke2fleet.sandbox.datastore import Datastore
+from rke2fleet.sandbox.hosts import shim_script
 from rke2fleet.sandbox.installer import InstallerHandle, start_installer
 
 STANDINS = Path(__file__).resolve().parents[2] / "operator" / "rke2fleet" / "sandbox" / "standins"
@@ -61,8 +62,8 @@ class NsHost:
         lines.append(f"hostname {self.name}")
         lines.append(f"cp {self.root}/host.json /run/rke2fleet/host.json")
         for tool in ("systemctl", "journalctl"):
-            lines.append(f"printf '#!/bin/sh\\nexec {sys.executable} -s {STANDINS}/{tool}.py \"$@\"\\n' "
-                         f"> /run/rke2fleet/{tool} && chmod 755 /run/rke2fleet/{tool}")
+            (self.root / f"shim-{tool}").write_bytes(shim_script(tool))
+            lines.append(f"cp {self.root}/shim-{tool} /run/rke2fleet/{tool} && chmod 755 /run/rke2fleet/{tool}")
             lines.append(f"mount --bind /run/rke2fleet/{tool} /usr/bin/{tool}")
         lines.append(f"touch {self.root}/ready")
         lines.append("exec sleep infinity")

@@ -108,10 +108,14 @@ def ensure_sudo_user(user: str = SUDO_USER) -> None:
 # ---------------------------------------------------------------- host files
 
 
-def _shim(tool: str) -> bytes:
+def shim_script(tool: str) -> bytes:
+    """/usr/bin/<tool> inside a host. systemctl answers its query verbs in the shell first
+    (standins/systemctl_query.sh); the rest runs the Python stand-in."""
     script = STANDINS_DIR / f"{tool}.py"
+    fast = STANDINS_DIR / f"{tool}_query.sh"
+    source = f". {shlex.quote(str(fast))}\n" if fast.exists() else ""
     # -S: the shimmed stand-ins are stdlib-only, and skipping site (venv .pth files) saves ~7 ms a call.
-    return f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -S {shlex.quote(str(script))} "$@"\n'.encode()
+    return f'#!/bin/sh\n{source}exec {shlex.quote(sys.executable)} -S {shlex.quote(str(script))} "$@"\n'.encode()
 
 
 def _etc_hosts(plans: Sequence[HostPlan], me: HostPlan) -> bytes:
@@ -151,7 +155,7 @@ def write_host_files(layout: StateLayout, plan: HostPlan, plans: Sequence[HostPl
         "sudoers": (f"{plan.user} ALL=(ALL:ALL) NOPASSWD: ALL\n".encode(), 0o440),
     }
     for tool in SHIMMED_TOOLS:
-        files[f"bin/{tool}"] = (_shim(tool), 0o755)
+        files[f"bin/{tool}"] = (shim_script(tool), 0o755)
     for rel, (data, mode) in files.items():
         path = seed / rel
         path.write_bytes(data)
