@@ -4,7 +4,8 @@ Units come from ``/usr/local/lib/systemd/system`` and ``/etc/systemd/system``; s
 ``/run/rke2fleet/units/<unit>/`` (``status.txt``/``status.json``, ``enabled``, ``journal.log``, ``ready``).
 The query verbs (``is-active``, ``is-enabled``, ``is-failed``, ``show``, ``daemon-reload``) run on every
 reconcile pass: they answer from ``unitstate`` with only ``os``/``sys`` imported, as cheaply as the
-compiled systemctl. The acting verbs and the unit supervisor live in ``systemctl_control``.
+compiled systemctl. The acting verbs live in ``systemctl_control``, the unit supervisor in
+``unitsupervisor``.
 """
 
 from __future__ import annotations
@@ -123,7 +124,11 @@ def log_call(argv: list[str]) -> None:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["__supervise"]:
-        return int(_control().supervise(argv[1]))
+        if TYPE_CHECKING:
+            from rke2fleet.sandbox.standins import unitsupervisor
+        else:
+            import unitsupervisor
+        return unitsupervisor.supervise(argv[1])
     flags, properties, args = parse_args(argv)
     quiet = "--quiet" in flags or "-q" in flags
     log_call(argv)

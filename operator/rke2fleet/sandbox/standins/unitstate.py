@@ -69,6 +69,44 @@ def encode_status(status: dict[str, Any]) -> str:
     return "".join(lines)
 
 
+_JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+
+def _json_string(text: str) -> str:
+    """What ``json.dumps`` writes for a string (ensure_ascii)."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in _JSON_ESCAPES:
+            out.append(_JSON_ESCAPES[ch])
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:  # outside the BMP: a UTF-16 surrogate pair
+            code -= 0x10000
+            out.append(f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}")
+    return '"' + "".join(out) + '"'
+
+
+def _json_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return _json_string(value)
+    raise TypeError(f"status value {value!r} is not a JSON scalar")
+
+
+def encode_status_json(status: dict[str, Any]) -> str:
+    """``json.dumps(status)`` for a flat status of scalars, without importing ``json`` (and ``re``)
+    into the supervisor, which writes it on every state change."""
+    return "{" + ", ".join(f"{_json_string(k)}: {_json_value(v)}" for k, v in status.items()) + "}"
+
+
 def decode_status(text: str) -> dict[str, Any]:
     status: dict[str, Any] = {}
     for line in text.splitlines():
@@ -119,11 +157,9 @@ def read_status(unit: str) -> dict[str, Any]:
 
 
 def write_status(unit: str, **status: Any) -> None:
-    import json
-
     record = {**status, "since": time.time()}
     directory = unit_dir(unit)
-    _write_atomic(os.path.join(directory, "status.json"), json.dumps(record))
+    _write_atomic(os.path.join(directory, "status.json"), encode_status_json(record))
     _write_atomic(os.path.join(directory, "status.txt"), encode_status(record))
 
 
