@@ -264,6 +264,28 @@ def test_cluster_change_wakes_its_nodes_before_their_tick(e2e: E2E) -> None:
     assert took < tick / 2, f"the change waited for the node's tick ({took:.1f}s)"
 
 
+def test_cluster_status_follows_its_nodes_before_its_tick(e2e: E2E) -> None:
+    """The cluster's timer aggregates every CLUSTER_TICK, or as soon as one of its nodes changed
+    (indexes.nodes → FleetState.mark_cluster_dirty): Ready follows the last Ready node at once."""
+    tick = 30.0
+    sb = e2e.up(1, 1)
+    kube = e2e.kube
+    assert kube
+    kube.apply(cluster_manifests(sb, "follow"))
+    e2e.operator(RKE2FLEET_CLUSTER_TICK=str(tick))
+    names = [h.name for h in sb.hosts]
+
+    def nodes_ready() -> bool:
+        return all(((kube.get("rke2nodes", n) or {}).get("status") or {}).get("phase") == "Ready" for n in names)
+
+    kube.wait("nodes Ready", nodes_ready, 120, interval=0.1)
+    t0 = time.monotonic()
+    kube.wait_phase("rke2clusters", "follow", "Ready", timeout=2 * tick)
+    took = time.monotonic() - t0
+    print(f"cluster Ready {took:.1f}s after its last node (cluster tick {tick:g}s)")
+    assert took < tick / 3, f"the cluster waited for its tick ({took:.1f}s)"
+
+
 def test_drift_repaired_within_one_interval(e2e: E2E) -> None:
     sb = e2e.up(1, 1)
     kube = e2e.kube

@@ -25,6 +25,7 @@ from rke2fleet.reconcile.rollout import RolloutView, rollout_view, snapshot_name
 from rke2fleet.reconcile.tokens import generate_token
 
 CLUSTER_TICK = float(os.environ.get("RKE2FLEET_CLUSTER_TICK", "5"))
+CLUSTER_GAP = 0.3  # Kopf's own sleep between two passes; the tick's wait is in cluster_tick
 SOURCE_ANNOTATION = f"{GROUP}/source-sha256"
 PHASES = ("Pending", "Provisioning", "Ready", "Degraded", "Failed", "Paused")
 
@@ -416,11 +417,18 @@ async def cluster_changed(*, memo: Any, name: str, namespace: Any, **kw: Any) ->
             await reconcile_cluster(memo=memo, name=name, namespace=namespace, **_pick(kw))
 
 
-@kopf.timer(GROUP, VERSION, "rke2clusters", interval=CLUSTER_TICK, initial_delay=CLUSTER_TICK)
+@kopf.timer(GROUP, VERSION, "rke2clusters", interval=CLUSTER_GAP, initial_delay=CLUSTER_GAP)
 async def cluster_tick(*, memo: Any, name: str, namespace: Any, **kw: Any) -> None:
     fleet: FleetState = memo.fleet
+    stopped = kw["stopped"]  # Kopf's stop flag of timers and daemons (not in its TimerFn protocol)
+    # A pass every CLUSTER_TICK, or as soon as one of its nodes changed (indexes.nodes marks the
+    # cluster dirty), at most one per CLUSTER_GAP + pass: a bring-up's bursts are batched.
+    await fleet.until_cluster_dirty((namespace, name), CLUSTER_TICK, stopped)
     lock = fleet.cluster_locks[(namespace, name)]
-    if lock.locked():
+    if stopped:
+        return
+    if lock.locked():  # the handler's pass may have read the nodes before the change: look again
+        fleet.mark_cluster_dirty((namespace, name))
         return
     async with lock:
         try:

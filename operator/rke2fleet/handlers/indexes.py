@@ -50,15 +50,36 @@ def desired_stamp(centry: Any | None) -> tuple[Any, ...]:
 
 
 @kopf.index(GROUP, VERSION, "rke2nodes")
-async def nodes(*, namespace: Any, name: str, spec: Any, status: Any, meta: Any, **_: Any) -> Any:
-    return {
-        (namespace, spec.get("cluster")): {
-            "name": name,
-            "spec": dict(spec),
-            "status": dict(status),
-            "deleting": bool(meta.get("deletionTimestamp")),
-        }
+async def nodes(*, namespace: Any, name: str, spec: Any, status: Any, meta: Any, memo: Any, **_: Any) -> Any:
+    ckey = (namespace, spec.get("cluster"))
+    entry = {
+        "name": name,
+        "spec": dict(spec),
+        "status": dict(status),
+        "deleting": bool(meta.get("deletionTimestamp")),
     }
+    fleet = getattr(memo, "fleet", None)
+    if fleet is not None:
+        # The cluster's counts, phase and rollout follow its nodes at once, not at its next tick.
+        stamp = summary_stamp(entry, meta.get("generation"))
+        if fleet.node_stamps.get((namespace, name)) != stamp:
+            fleet.node_stamps[(namespace, name)] = stamp
+            asyncio.get_running_loop().call_later(WAKE_DELAY, fleet.mark_cluster_dirty, ckey)
+    return {ckey: entry}
+
+
+def summary_stamp(entry: Any, generation: Any) -> tuple[Any, ...]:
+    """What of a node its cluster's status is made of (counts, phase, rollout, init server)."""
+    st = entry["status"]
+    return (
+        generation,
+        st.get("phase"),
+        condition_true(st, "Ready"),
+        st.get("runningVersion"),
+        st.get("installedVersion"),
+        st.get("lastError") if st.get("phase") == "Failed" else None,
+        entry["deleting"],
+    )
 
 
 STARTED_PHASES = frozenset({"Installing", "Configuring", "Starting", "Draining", "Ready"})

@@ -35,6 +35,11 @@ class FleetState:
     # Per cluster: the desired-state stamp last indexed, and the event its nodes' timers wait on.
     cluster_stamps: dict[ClusterKey, tuple[Any, ...]] = field(default_factory=dict)
     _wake: dict[ClusterKey, asyncio.Event] = field(default_factory=dict)
+    # Per node: what of it the cluster's status is made of (see indexes.summary_stamp); a change
+    # marks the cluster dirty, and its timer (the one consumer, so the mark can stay set while
+    # it is busy) aggregates at once instead of at its next tick.
+    node_stamps: dict[NodeKey, tuple[Any, ...]] = field(default_factory=dict)
+    _cluster_dirty: dict[ClusterKey, asyncio.Event] = field(default_factory=dict)
 
     def wake_nodes(self, ckey: ClusterKey) -> None:
         """Every node timer of the cluster waiting in `until_woken` goes on now."""
@@ -44,15 +49,17 @@ class FleetState:
 
     async def until_woken(self, ckey: ClusterKey, timeout: float, stopped: Any) -> None:  # noqa: ASYNC109
         """Until `wake_nodes(ckey)`, `stopped` (Kopf's stop flag of the timer) or `timeout`."""
-        waits = [
-            asyncio.ensure_future(self._wake.setdefault(ckey, asyncio.Event()).wait()),
-            asyncio.ensure_future(stopped.wait()),
-        ]
-        try:
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in waits:
-                task.cancel()
+        await _first_of(self._wake.setdefault(ckey, asyncio.Event()), stopped, timeout)
+
+    def mark_cluster_dirty(self, ckey: ClusterKey) -> None:
+        self._cluster_dirty.setdefault(ckey, asyncio.Event()).set()
+
+    async def until_cluster_dirty(self, ckey: ClusterKey, timeout: float, stopped: Any) -> None:  # noqa: ASYNC109
+        """Until a node of the cluster changed (also while the caller was busy), `stopped` or
+        `timeout`; the mark is cleared for the pass that follows."""
+        dirty = self._cluster_dirty.setdefault(ckey, asyncio.Event())
+        await _first_of(dirty, stopped, timeout)
+        dirty.clear()
 
     def new_events(self, key: NodeKey, events: list[Any]) -> list[Any]:
         """Events not already posted for the same standing problem (retries would repeat them)."""
@@ -62,6 +69,15 @@ class FleetState:
         return fresh
 
     def forget_node(self, key: NodeKey) -> None:
-        for table in (self.next_pass, self.seen_stamp, self.last_events, self.kubeconfig_seen):
+        for table in (self.next_pass, self.seen_stamp, self.last_events, self.kubeconfig_seen, self.node_stamps):
             table.pop(key, None)
         self.node_locks.pop(key, None)
+
+
+async def _first_of(event: asyncio.Event, stopped: Any, timeout: float) -> None:  # noqa: ASYNC109
+    waits = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stopped.wait())]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
