@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rke2fleet.reconcile.apply import install_script, start_failure, wait_script
+from rke2fleet.reconcile.apply import FACTS_MARK, install_script, start_failure, wait_script
 from tests.reconcile.builders import desired
 
 U = "rke2-server"
@@ -146,7 +146,7 @@ def test_harness_detects_an_unquoted_value(tmp_path: Path, hostile: tuple[str, d
     assert marker.exists()
 
 
-def _run_wait_script(tmp_path: Path, states: list[str], polls: int) -> tuple[str, int]:
+def _run_wait_script(tmp_path: Path, states: list[str], polls: int, facts: str | None = None) -> tuple[str, int]:
     """The readiness script in a real sh; `systemctl is-active` answers `states` in turn (then
     the last one), `journalctl` prints a marker. Returns the output and how often it polled."""
     bin_dir = tmp_path / "bin"
@@ -162,7 +162,8 @@ def _run_wait_script(tmp_path: Path, states: list[str], polls: int) -> tuple[str
         (bin_dir / tool).chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     out = subprocess.run(
-        ["sh", "-s"], input=wait_script("rke2-agent", polls, 0.01).encode(), env=env, capture_output=True, check=True
+        ["sh", "-s"], input=wait_script("rke2-agent", polls, 0.01, facts).encode(), env=env, capture_output=True,
+        check=True,
     ).stdout.decode()
     return out, int((tmp_path / "count").read_text())
 
@@ -185,3 +186,19 @@ def test_wait_script_polls_on_the_host(
     assert lines[0] == first_line
     assert ("journal of rke2-agent" in lines[1:]) is journal
     assert polled == count
+
+
+@pytest.mark.parametrize(
+    ("states", "facts_read"),
+    [(["activating", "active"], True), (["activating", "failed"], False), (["activating"], False)],
+)
+def test_wait_script_reads_the_facts_once_active(tmp_path: Path, states: list[str], facts_read: bool) -> None:
+    """The post-start read rides on the wait: facts after the mark when active, else the journal."""
+    facts = 'set +e\necho "rke2_path=/usr/local/bin/rke2"\nfalse\necho facts_end=1'
+    out, _ = _run_wait_script(tmp_path, states, 3, facts)
+    head, _, rest = out.partition("\n")
+    assert head == f"state={states[-1]}"
+    if facts_read:
+        assert rest.splitlines() == [FACTS_MARK, "rke2_path=/usr/local/bin/rke2", "facts_end=1"]
+    else:
+        assert rest.splitlines() == ["journal of rke2-agent"]

@@ -30,6 +30,7 @@ class ApplyResult:
     done: list[Step] = field(default_factory=list)
     wrote_config: bool = False
     restarted: bool = False
+    facts_after: str | None = None  # the facts script's output, when the plan ended with the wait
 
 
 def install_script(desired: DesiredNode) -> str:
@@ -50,17 +51,25 @@ def install_script(desired: DesiredNode) -> str:
 WAIT_CHUNK = 3.0  # seconds one readiness command waits on the host before reporting back
 
 
-def wait_script(unit: str, polls: int, interval: float) -> str:
+FACTS_MARK = "--facts--"
+
+
+def wait_script(unit: str, polls: int, interval: float, facts: str | None = None) -> str:
     """Poll `systemctl is-active` ON the host (no SSH round trip per poll) for up to `polls`
-    polls; print `state=<state>`, then, unless active, the unit's journal for the caller to judge."""
+    polls; print `state=<state>`, then, unless active, the unit's journal for the caller to judge.
+    With `facts` (a facts script), an active unit is followed by FACTS_MARK and the host's facts:
+    the read after a start comes back with the wait instead of in a command of its own."""
     u = shlex.quote(unit)
+    journal = f"journalctl -u {u} -n 60 --no-pager 2>/dev/null"
+    if facts:
+        report = f'if [ "$s" = active ]; then\n  echo {FACTS_MARK}\n  (\n{facts}\n  )\nelse\n  {journal}\nfi\n'
+    else:
+        report = f'[ "$s" = active ] || {journal}\n'
     return (
         f"i=0\nwhile :; do\n  s=$(systemctl is-active {u} 2>/dev/null)\n"
         '  case "$s" in active|failed|inactive) break;; esac\n'
         f'  i=$((i+1)); [ "$i" -ge {int(polls)} ] && break\n  sleep {interval:g}\ndone\n'
-        'echo "state=$s"\n'
-        f'[ "$s" = active ] || journalctl -u {u} -n 60 --no-pager 2>/dev/null\n'
-        "exit 0\n"
+        f'echo "state=$s"\n{report}exit 0\n'
     )
 
 
@@ -73,24 +82,27 @@ async def wait_ready(
     secrets: list[str],
     interval: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
-) -> None:
+    facts: str | None = None,
+) -> str | None:
     """Wait for the unit with our own timeout: RKE2's units have TimeoutStartSec=0.
 
     One command per WAIT_CHUNK polls on the host. A unit that keeps failing stays `activating`
     (auto-restart) forever, so the journal that comes back with a not-yet-active state is read
-    too: a main-process exit since the last stop means this start failed.
+    too: a main-process exit since the last stop means this start failed. Returns the output of
+    the `facts` script, run on the host once the unit is active (None without one).
     """
     deadline = clock() + timeout
     unit = desired.unit
     while True:
         polls = max(1, min(round(WAIT_CHUNK / interval), int((deadline - clock()) / interval) + 1))
         res = await pool.run(
-            target, script=wait_script(unit, polls, interval), check=False, timeout=polls * interval + 30
+            target, script=wait_script(unit, polls, interval, facts), check=False, timeout=polls * interval + 30
         )
         head, _, rest = res.stdout.partition("\n")
         state = head.removeprefix("state=").strip()
         if state == "active":
-            return
+            mark, _, facts_out = rest.partition("\n")
+            return facts_out if facts and mark.strip() == FACTS_MARK else None
         lines = [redact(ln, secrets) for ln in rest.splitlines() if ln.strip()]
         if state in ("failed", "inactive"):
             raise StepFailed(Step.WAIT_READY, "ServiceFailed", f"{unit} failed to start: {_tail(lines)}")
@@ -141,10 +153,13 @@ async def apply_plan(
     on_step: Callable[[Step], Awaitable[None]] | None = None,
     kubectl_target: HostTarget | None = None,
     drain_timeout: float = 300.0,
+    facts_after: str | None = None,
 ) -> ApplyResult:
     """`kubectl_target`: a Ready server to cordon, drain and uncordon through (None: skip them,
-    there is no server to ask)."""
+    there is no server to ask). `facts_after`: a facts script to run when a final readiness wait
+    succeeds (its output in `result.facts_after`)."""
     result = ApplyResult()
+    last = plan.steps[-1] if plan else None
     for action in plan.actions:
         if action.step in KUBECTL_STEPS and kubectl_target is None:
             continue
@@ -165,7 +180,14 @@ async def apply_plan(
                 await pool.run(target, ["systemctl", "restart", "--no-block", desired.unit])
                 result.restarted = True
             elif step is Step.WAIT_READY:
-                await wait_ready(pool, target, desired, timeout=readiness_timeout, secrets=secrets)
+                result.facts_after = await wait_ready(
+                    pool,
+                    target,
+                    desired,
+                    timeout=readiness_timeout,
+                    secrets=secrets,
+                    facts=facts_after if last is Step.WAIT_READY else None,
+                )
             elif step is Step.CORDON and kubectl_target is not None:
                 await pool.run(kubectl_target, kubectl.cordon(desired.node_name))
             elif step is Step.UNCORDON and kubectl_target is not None:

@@ -288,6 +288,17 @@ def _report_drift(out: NodeOutcome, plan: Plan, inputs: NodeInputs) -> None:
 
 
 PHASE_FOR_STEP_EXTRA: dict[Step, dict[str, Any]] = {Step.CORDON: {"cordoned": True}}
+# Steps worth a progress write of their own: they wait on a download, RKE2's start or a drain.
+SLOW_STEPS = frozenset({Step.INSTALL, Step.START, Step.RESTART, Step.WAIT_READY, Step.CORDON, Step.DRAIN})
+
+
+def writes_progress(step: Step, steps: tuple[Step, ...]) -> bool:
+    """A quick step (config, enable, uncordon) followed by a slow one gets no progress write: it
+    is done in milliseconds and the slow step's own write follows at once (one API write and one
+    watch event less per node in a bring-up)."""
+    if step in SLOW_STEPS or step in PHASE_FOR_STEP_EXTRA:
+        return True
+    return not any(s in SLOW_STEPS for s in steps[steps.index(step) + 1 :])
 
 
 async def _apply(
@@ -303,6 +314,8 @@ async def _apply(
     async def step_started(step: Step) -> None:
         phase = PHASE_FOR_STEP[step]
         extra = PHASE_FOR_STEP_EXTRA.get(step, {})
+        if not writes_progress(step, plan.steps):
+            return
         if on_phase and (extra or not last_phase or last_phase[-1] != phase):
             last_phase.append(phase)
             await on_phase(phase, plan.summary(), extra)
@@ -319,6 +332,7 @@ async def _apply(
             on_step=step_started,
             kubectl_target=await inputs.kubectl_target() if inputs.kubectl_target and _needs_kubectl(plan) else None,
             drain_timeout=parse_duration(inputs.cluster.upgrade.drain_timeout),
+            facts_after=facts_script((desired.unit,)),
         )
     except StepFailed as exc:
         return _step_failed(out, inputs, exc)
@@ -328,9 +342,13 @@ async def _apply(
         failed.host_actions = 1
         return failed
     out.host_actions = len(result.done)
-    # Re-read so the status reports what is on the host, not what we hoped for.
+    # Re-read so the status reports what is on the host, not what we hoped for (read by the
+    # readiness wait when the plan ended with it).
     try:
-        after = await read_facts(pool, inputs.target, desired.unit)
+        if result.facts_after is not None:
+            after = parse_facts(result.facts_after)
+        else:
+            after = await read_facts(pool, inputs.target, desired.unit)
     except HostAccessError as exc:
         return access_failure(exc, inputs.target)
     except FactsError:
