@@ -3,6 +3,9 @@ emulator over HTTP, with the credentials read from a kubeconfig like in producti
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import kube_config
@@ -63,3 +66,34 @@ def test_constructing_the_client_does_not_load_the_generated_apis(running: Runni
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"KUBECONFIG": str(running.kubeconfig_path), "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "False"
+
+
+async def test_recent_secret_reads_are_shared(kube: KubeApi, api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    read = kube._read
+
+    def counted(namespace: str, name: str) -> Any:
+        calls.append(name)
+        return read(namespace, name)
+
+    monkeypatch.setattr(kube, "_read", counted)
+    # A missing Secret is not remembered: one being created is seen at once.
+    assert await kube.read_secret("default", "key", max_age=5) is None
+    await api.ok("POST", "/api/v1/namespaces/default/secrets",
+                 {"metadata": {"name": "key"}, "data": {"id": "YQ=="}})
+    assert await kube.read_secret("default", "key", max_age=5) == {"id": b"a"}
+    # Concurrent and recent readers share that read ...
+    calls.clear()
+    results = await asyncio.gather(*(kube.read_secret("default", "key", max_age=5) for _ in range(10)))
+    assert results == [{"id": b"a"}] * 10 and calls == []
+    # ... unless they ask for a fresh one (max_age 0, the default)
+    await api.ok("DELETE", "/api/v1/namespaces/default/secrets/key")
+    assert await kube.read_secret("default", "key", max_age=5) == {"id": b"a"}
+    assert await kube.read_secret("default", "key") is None
+    # Our own writes drop the copy.
+    await kube.apply_secret("default", "key", {"id": b"b"}, owner=OWNER, component="x")
+    assert await kube.read_secret("default", "key", max_age=5) == {"id": b"b"}
+    # Concurrent first reads: one request.
+    calls.clear()
+    await asyncio.gather(*(kube.read_secret("default", "other", max_age=5) for _ in range(5)))
+    assert calls == ["other"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -33,6 +34,11 @@ class KubeApi:
         except kubernetes.config.ConfigException:
             kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
         self._client = kubernetes.client.ApiClient()
+        # Secrets recently read: a bring-up of N nodes reads the same SSH key and token Secrets
+        # N times within seconds. Only found Secrets are kept (one being created must be seen at
+        # once), our own writes drop the entry, and concurrent readers share one request.
+        self._recent: dict[tuple[str, str], tuple[float, dict[str, bytes]]] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Future[dict[str, bytes] | None]] = {}
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
@@ -66,9 +72,35 @@ class KubeApi:
                 return None
             raise
 
-    async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
-        obj = await asyncio.to_thread(self._read, namespace, name)
-        return None if obj is None else {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+    async def read_secret(self, namespace: str, name: str, max_age: float = 0.0) -> dict[str, bytes] | None:
+        """The Secret's data (None when it does not exist); `max_age`: a copy read up to that
+        many seconds ago will do."""
+        key = (namespace, name)
+        if max_age > 0:
+            recent = self._recent.get(key)
+            if recent is not None and time.monotonic() - recent[0] <= max_age:
+                return recent[1]
+            shared = self._inflight.get(key)
+            if shared is not None:
+                await asyncio.wait([shared])  # its failure or cancellation is not ours: read anew
+                if not shared.cancelled() and shared.exception() is None:
+                    return shared.result()
+        future: asyncio.Future[dict[str, bytes] | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            obj = await asyncio.to_thread(self._read, namespace, name)
+            data = None if obj is None else {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+            if data is None:
+                self._recent.pop(key, None)
+            else:
+                self._recent[key] = (time.monotonic(), data)
+            future.set_result(data)
+            return data
+        finally:
+            if not future.done():
+                future.cancel()
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
 
     async def read_secret_meta(self, namespace: str, name: str) -> dict[str, Any] | None:
         obj = await asyncio.to_thread(self._read, namespace, name)
@@ -115,6 +147,8 @@ class KubeApi:
             },
             "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
         }
+
+        self._recent.pop((namespace, name), None)
 
         def call() -> bool:
             try:
