@@ -170,7 +170,7 @@ async def apply_plan(
             if step is Step.INSTALL:
                 await pool.run(target, script=install_script(desired), secret_values=secrets)
             elif step is Step.WRITE_CONFIG:
-                await pool.run(target, ["mkdir", "-p", "-m", "0755", "/etc/rancher/rke2"])
+                # write_file creates /etc/rancher/rke2 (0755) when missing, in its own check
                 result.wrote_config = await pool.write_file(target, CONFIG_PATH, desired.config, mode=0o600)
             elif step is Step.ENABLE:
                 await pool.run(target, ["systemctl", "enable", desired.unit])
