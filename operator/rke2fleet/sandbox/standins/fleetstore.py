@@ -14,9 +14,12 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+
+# No typing/pathlib at run time: every rke2 daemon start imports this module.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 
 def cluster_id_for_ca(ca_pem: str) -> str:
@@ -51,25 +54,26 @@ class Datastore:
     """File-based JSON store; every mutation holds an exclusive ``fcntl`` lock on ``.lock``."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.dir = Path(directory)
+        self.dir = os.fspath(directory)
 
     # -- low level -------------------------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "a") as lock:
+        os.makedirs(self.dir, exist_ok=True)
+        with open(os.path.join(self.dir, ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _cluster_path(self, cluster: str) -> Path:
-        return self.dir / "clusters" / f"{cluster}.json"
+    def _cluster_path(self, cluster: str) -> str:
+        return os.path.join(self.dir, "clusters", f"{cluster}.json")
 
     def _load(self, cluster: str) -> dict[str, Any]:
         try:
-            data: dict[str, Any] = json.loads(self._cluster_path(cluster).read_text())
+            with open(self._cluster_path(cluster)) as f:
+                data: dict[str, Any] = json.load(f)
         except FileNotFoundError:
             data = {}
         data.setdefault("cluster", cluster)
@@ -79,14 +83,15 @@ class Datastore:
 
     def _save(self, cluster: str, data: dict[str, Any]) -> None:
         path = self._cluster_path(cluster)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path.removesuffix('.json')}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(json.dumps(data, indent=1, sort_keys=True))
         os.replace(tmp, path)
 
     def _append_event(self, cluster: str, node: str, event: str, **extra: Any) -> None:
         record = {"t": time.time(), "cluster": cluster, "node": node, "event": event, **extra}
-        with open(self.dir / "events.jsonl", "a") as f:
+        with open(os.path.join(self.dir, "events.jsonl"), "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
 
     @contextlib.contextmanager
@@ -160,7 +165,11 @@ class Datastore:
 
     # -- reading API (tests) ------------------------------------------------------------------
     def clusters(self) -> list[str]:
-        return sorted(p.stem for p in (self.dir / "clusters").glob("*.json"))
+        try:
+            names = os.listdir(os.path.join(self.dir, "clusters"))
+        except FileNotFoundError:
+            return []
+        return sorted(n.removesuffix(".json") for n in names if n.endswith(".json") and not n.startswith("."))
 
     def nodes(self, cluster: str | None = None) -> list[dict[str, Any]]:
         """Nodes with a computed ``ready`` (its rke2 process runs and is not stopped)."""
@@ -174,7 +183,8 @@ class Datastore:
 
     def events(self, cluster: str | None = None) -> list[dict[str, Any]]:
         try:
-            lines = (self.dir / "events.jsonl").read_text().splitlines()
+            with open(os.path.join(self.dir, "events.jsonl")) as f:
+                lines = f.read().splitlines()
         except FileNotFoundError:
             return []
         events = [json.loads(line) for line in lines if line.strip()]

@@ -8,6 +8,7 @@ implemented in the sandbox. The supervisor speaks plain HTTP on 9345.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 
 # No `typing` at run time: this module is imported on every non-version rke2 call.
@@ -20,10 +21,11 @@ if TYPE_CHECKING:
 
 
 def _import_helpers() -> None:
-    import importlib
-
-    globals()["fleetstore"] = importlib.import_module("fleetstore")
-    globals()["common"] = importlib.import_module("standin_common")
+    """The sibling modules, imported once the command is known (``--version`` needs neither)."""
+    global fleetstore, common
+    if not TYPE_CHECKING:  # mypy knows them by their package path (above)
+        import fleetstore
+        import standin_common as common
 
 
 def import_yaml() -> Any:
@@ -75,6 +77,11 @@ CRITICAL_DEFAULTS = {
 }
 
 
+def read_text(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
 def fake_commit(version: str) -> str:
     return hashlib.sha1(version.encode()).hexdigest()  # noqa: S324 - a fake commit id, not security
 
@@ -91,11 +98,15 @@ def fatal(msg: str) -> NoReturn:
 # -- configuration ---------------------------------------------------------------------------------
 def load_config(path: str) -> dict[str, Any]:
     """config.yaml then config.yaml.d/*.yaml in name order; last wins, ``key+:`` appends."""
-    import glob
     import os
 
     yaml = import_yaml()
-    files = ([path] if os.path.exists(path) else []) + sorted(glob.glob(f"{path}.d/*.yaml"))
+    files = [path] if os.path.exists(path) else []
+    try:  # what glob("config.yaml.d/*.yaml") matches, without glob's imports
+        files += [os.path.join(f"{path}.d", name) for name in sorted(os.listdir(f"{path}.d"))
+                  if name.endswith(".yaml") and not name.startswith(".")]
+    except (FileNotFoundError, NotADirectoryError):
+        pass
     merged: dict[str, Any] = {}
     for name in files:
         try:
@@ -196,9 +207,9 @@ def parse_token(token: str) -> tuple[str | None, str]:
 def random_pem(kind: str, size: int = 420) -> str:
     import base64
     import os
-    import textwrap
 
-    body = "\n".join(textwrap.wrap(base64.b64encode(os.urandom(size)).decode(), 64))
+    encoded = base64.b64encode(os.urandom(size)).decode()
+    body = "\n".join(encoded[i:i + 64] for i in range(0, len(encoded), 64))
     return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
 
 
@@ -218,13 +229,12 @@ def configured_token(config: dict[str, Any]) -> str | None:
 class NodeContext:
     def __init__(self, role: str, version: str, config: dict[str, Any]) -> None:
         import os
-        from pathlib import Path
 
         self.role = role
         self.version = version
         self.config = config
         self.info = common.host_info()
-        self.data_dir = Path(str(config.get("data-dir", "/var/lib/rancher/rke2")))
+        self.data_dir = str(config.get("data-dir", "/var/lib/rancher/rke2"))
         self.address = str(self.info["address"])
         self.node_name = str(config.get("node-name") or self.info["name"])
         self.critical = critical_values(config)
@@ -239,17 +249,13 @@ class NodeContext:
         self.cluster = ""
 
     @property
-    def ca_path(self) -> Any:
-        return self.data_dir / "server" / "tls" / "server-ca.crt"
+    def ca_path(self) -> str:
+        return os.path.join(self.data_dir, "server", "tls", "server-ca.crt")
 
     def node_password_hash(self) -> str:
-        import os
-        from pathlib import Path
-
-        path = Path(NODE_PASSWORD_FILE)
-        if not path.exists():
-            common.write_atomic(path, os.urandom(16).hex() + "\n", 0o600)
-        return hashlib.sha256(path.read_text().strip().encode()).hexdigest()
+        if not os.path.exists(NODE_PASSWORD_FILE):
+            common.write_atomic(NODE_PASSWORD_FILE, os.urandom(16).hex() + "\n", 0o600)
+        return hashlib.sha256(read_text(NODE_PASSWORD_FILE).strip().encode()).hexdigest()
 
     def node_record(self) -> dict[str, Any]:
         labels = {}
@@ -274,23 +280,20 @@ class NodeContext:
         }
 
     def write_token_files(self) -> None:
-        import os
-
-        server_dir = self.data_dir / "server"
+        server_dir = os.path.join(self.data_dir, "server")
         ca_hash = hashlib.sha256(self.ca_pem.encode()).hexdigest()
-        common.write_atomic(server_dir / "token", f"K10{ca_hash}::server:{self.password}\n", 0o600)
+        common.write_atomic(os.path.join(server_dir, "token"), f"K10{ca_hash}::server:{self.password}\n", 0o600)
         for link in ("node-token", "agent-token"):
-            path = server_dir / link
+            path = os.path.join(server_dir, link)
             if link == "agent-token" and self.agent_password:
                 common.write_atomic(path, f"K10{ca_hash}::node:{self.agent_password}\n", 0o600)
                 continue
-            if path.is_symlink() or path.exists():
-                path.unlink()
+            if os.path.lexists(path):
+                os.unlink(path)
             os.symlink("token", path)
 
     def write_kubeconfig(self) -> None:
         import base64
-        from pathlib import Path
 
         yaml = import_yaml()
 
@@ -310,133 +313,131 @@ class NodeContext:
                 "client-key-data": b64(random_pem("EC PRIVATE KEY", 120)),
             }}],
         }
-        target = Path(str(self.config.get("write-kubeconfig", KUBECONFIG_FILE)))
+        target = str(self.config.get("write-kubeconfig", KUBECONFIG_FILE))
         common.write_atomic(target, yaml.safe_dump(doc, sort_keys=False), kubeconfig_mode(self.config))
 
     def write_data_dir(self) -> None:
-        import os
-
         tag = self.version.replace("+", "-")
         rel = f"data/{tag}-{hashlib.sha256(self.version.encode()).hexdigest()[:12]}"
-        bindir = self.data_dir / rel / "bin"
         shim = (f'#!/bin/sh\nexec {self.info["python"]} -s {self.info["standinsDir"]}/kubectl.py "$@"\n')
-        common.write_atomic(bindir / "kubectl", shim, 0o755)
-        link = self.data_dir / "bin"
-        tmp = self.data_dir / ".bin.tmp"
-        if tmp.is_symlink():
-            tmp.unlink()
+        common.write_atomic(os.path.join(self.data_dir, rel, "bin", "kubectl"), shim, 0o755)
+        tmp = os.path.join(self.data_dir, ".bin.tmp")
+        if os.path.islink(tmp):
+            os.unlink(tmp)
         os.symlink(f"{rel}/bin", tmp)
-        os.replace(tmp, link)
+        os.replace(tmp, os.path.join(self.data_dir, "bin"))
         for sub in ("agent/pod-manifests", "server/manifests", "server/db/etcd", "server/db/snapshots"):
-            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.join(self.data_dir, sub), exist_ok=True)
 
 
 # -- supervisor HTTP (port 9345) and the API port ---------------------------------------------------
 def serve(ctx: NodeContext) -> None:
     import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    class Supervisor(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+    if TYPE_CHECKING:
+        from rke2fleet.sandbox.standins import minihttp
+    else:
+        import minihttp
 
-        def reply(self, code: int, body: str, ctype: str = "text/plain") -> None:
-            data = body.encode()
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def join_reply(body: bytes) -> tuple[int, str, str]:
+        try:
+            req = json.loads(body or b"{}")
+            node, node_password_hash = req["node"], req["nodePasswordHash"]
+        except (ValueError, KeyError, TypeError):
+            return 400, "invalid join request", "text/plain"
+        accepted = {ctx.password} | ({ctx.agent_password} if ctx.agent_password else set())
+        if req.get("role") == "server":
+            accepted = {ctx.password}
+        if req.get("password") not in accepted:
+            return 401, "Unauthorized", "text/plain"
+        if req.get("role") == "server":
+            theirs = req.get("critical", {})
+            differing = sorted(k for k, v in ctx.critical.items() if theirs.get(k) != v)
+            if differing:
+                return 400, ("critical configuration value mismatch between servers: "
+                             + ", ".join(differing)), "text/plain"
+        error = ctx.store.register(ctx.cluster, node, node_password_hash)
+        if error:
+            return 403, error, "text/plain"
+        return 200, json.dumps({"cluster": ctx.cluster}), "application/json"
 
-        def do_GET(self) -> None:
-            if self.path == "/cacerts":
-                self.reply(200, ctx.ca_pem)
-            elif self.path in ("/ping", "/readyz", "/healthz", "/livez"):
-                self.reply(200, "ok" if self.path != "/ping" else "pong")
-            elif self.path == "/version":
-                self.reply(200, json.dumps({"gitVersion": ctx.version}), "application/json")
-            else:
-                self.reply(404, "404 page not found")
-
-        def do_POST(self) -> None:
-            if self.path != "/v1-rke2/join":
-                self.reply(404, "404 page not found")
-                return
-            length = int(self.headers.get("Content-Length", "0"))
-            req = json.loads(self.rfile.read(length) or b"{}")
-            accepted = {ctx.password} | ({ctx.agent_password} if ctx.agent_password else set())
-            if req.get("role") == "server":
-                accepted = {ctx.password}
-            if req.get("password") not in accepted:
-                self.reply(401, "Unauthorized")
-                return
-            if req.get("role") == "server":
-                theirs = req.get("critical", {})
-                differing = sorted(k for k, v in ctx.critical.items() if theirs.get(k) != v)
-                if differing:
-                    self.reply(400, "critical configuration value mismatch between servers: "
-                                    + ", ".join(differing))
-                    return
-            error = ctx.store.register(ctx.cluster, req["node"], req["nodePasswordHash"])
-            if error:
-                self.reply(403, error)
-                return
-            self.reply(200, json.dumps({"cluster": ctx.cluster}), "application/json")
+    def supervisor(method: str, path: str, body: bytes) -> tuple[int, str, str]:
+        if method == "POST":
+            return join_reply(body) if path == "/v1-rke2/join" else (404, "404 page not found", "text/plain")
+        if path == "/cacerts":
+            return 200, ctx.ca_pem, "text/plain"
+        if path in ("/ping", "/readyz", "/healthz", "/livez"):
+            return 200, "ok" if path != "/ping" else "pong", "text/plain"
+        if path == "/version":
+            return 200, json.dumps({"gitVersion": ctx.version}), "application/json"
+        return 404, "404 page not found", "text/plain"
 
     for port in (SUPERVISOR_PORT, API_PORT):
         try:
-            httpd = ThreadingHTTPServer((ctx.address, port), Supervisor)
+            sock = minihttp.listen(ctx.address, port)
         except OSError as exc:
             fatal(f"starting kubernetes: listen tcp {ctx.address}:{port}: bind: {(exc.strerror or str(exc)).lower()}")
-        httpd.daemon_threads = True
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        minihttp.serve_in_background(sock, supervisor)
 
 
 # -- joining ------------------------------------------------------------------------------------------
+def split_server_url(server_url: str) -> tuple[str, int]:
+    """(host, port) of ``server:`` (``https://host:port``, scheme and port optional)."""
+    rest = server_url.split("://", 1)[1] if "://" in server_url else server_url
+    netloc = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    if netloc.startswith("["):  # [v6]:port
+        host, _, tail = netloc[1:].partition("]")
+        port = tail[1:] if tail.startswith(":") else ""
+    else:
+        host, _, port = netloc.partition(":")
+    return host.lower(), int(port) if port else SUPERVISOR_PORT
+
+
 def join(ctx: NodeContext, server_url: str, token: str) -> None:
     import json
-    import urllib.error
-    import urllib.parse
-    import urllib.request
 
-    parsed = urllib.parse.urlsplit(server_url if "://" in server_url else f"https://{server_url}")
-    base = f"http://{parsed.hostname}:{parsed.port or SUPERVISOR_PORT}"
-    shown = f"https://{parsed.hostname}:{parsed.port or SUPERVISOR_PORT}"
+    if TYPE_CHECKING:
+        from rke2fleet.sandbox.standins import minihttp
+    else:
+        import minihttp
+
+    host, port = split_server_url(server_url)
+    shown = f"https://{host}:{port}"
     prefix = "starting kubernetes: preparing server: " if ctx.role == "server" else ""
     try:
-        with urllib.request.urlopen(f"{base}/cacerts", timeout=10) as resp:  # noqa: S310 - sandbox URL
-            ca_pem = resp.read().decode()
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        fatal(f'{prefix}failed to get CA certs: Get "{shown}/cacerts": dial tcp {parsed.hostname}:'
-              f"{parsed.port or SUPERVISOR_PORT}: connect: {reason}")
+        status, reason, body = minihttp.request(host, port, "GET", "/cacerts")
+    except OSError as exc:
+        status, reason, body = 0, str(exc), b""
+    if status != 200:  # urllib raised for every non-2xx answer too, its reason being the status text
+        fatal(f'{prefix}failed to get CA certs: Get "{shown}/cacerts": dial tcp {host}:{port}: connect: {reason}')
+    ca_pem = body.decode()
     expected_hash, password = parse_token(token)
     actual_hash = hashlib.sha256(ca_pem.encode()).hexdigest()
     if expected_hash is not None and expected_hash != actual_hash:
         fatal(f"{prefix}token CA hash does not match the Cluster CA certificate hash: "
               f"{expected_hash} != {actual_hash}")
-    body = json.dumps({
+    request = json.dumps({
         "password": password,
         "role": ctx.role,
         "critical": ctx.critical,
         "node": ctx.node_record(),
         "nodePasswordHash": ctx.node_password_hash(),
     }).encode()
-    request = urllib.request.Request(  # noqa: S310 - sandbox URL
-        f"{base}/v1-rke2/join", data=body, method="POST", headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - sandbox URL
-            ctx.cluster = json.loads(resp.read())["cluster"]
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode().strip()
-        if exc.code == 401:
-            fatal(f"{prefix}failed to validate token: {shown}/v1-rke2/server-bootstrap: 401 Unauthorized")
-        if exc.code == 400:
-            fatal(f"{prefix}failed to validate server configuration: {detail}")
+        status, reason, body = minihttp.request(host, port, "POST", "/v1-rke2/join", request)
+    except OSError as exc:
+        fatal(f'{prefix}failed to join: Post "{shown}/v1-rke2/join": {exc}')
+    detail = body.decode(errors="replace").strip()
+    if status == 401:
+        fatal(f"{prefix}failed to validate token: {shown}/v1-rke2/server-bootstrap: 401 Unauthorized")
+    if status == 400:
+        fatal(f"{prefix}failed to validate server configuration: {detail}")
+    if not 200 <= status < 300:
         fatal(f"{prefix}{detail}")
-    except (urllib.error.URLError, OSError) as exc:
-        fatal(f'{prefix}failed to join: Post "{shown}/v1-rke2/join": {getattr(exc, "reason", exc)}')
+    try:
+        ctx.cluster = json.loads(body)["cluster"]
+    except (ValueError, KeyError, TypeError):
+        fatal(f'{prefix}failed to join: Post "{shown}/v1-rke2/join": invalid response from the server')
     ctx.ca_pem = ca_pem
     ctx.password = password
 
@@ -444,10 +445,7 @@ def join(ctx: NodeContext, server_url: str, token: str) -> None:
 # -- rke2 server / agent -------------------------------------------------------------------------------
 def run_node(role: str, version: str, args: list[str]) -> NoReturn:
     import json
-    import os
-    import secrets
     import time
-    from pathlib import Path
 
     log("info", f"Starting rke2 {version} ({fake_commit(version)[:8]})")
     config = effective_config(role, parse_flags(args))
@@ -455,7 +453,7 @@ def run_node(role: str, version: str, args: list[str]) -> NoReturn:
         fatal("starting kubernetes: sandbox fault: injected start failure (fail-next-start)")
     delay = common.fault_seconds("start-delay")
     ctx = NodeContext(role, version, config)
-    if config.get("profile") and not Path("/etc/sysctl.d/60-rke2-cis.conf").exists():
+    if config.get("profile") and not os.path.exists("/etc/sysctl.d/60-rke2-cis.conf"):
         fatal("missing required: /etc/sysctl.d/60-rke2-cis.conf: "
               "sysctl settings from rke2-cis-sysctl.conf must be applied for the CIS profile")
     server_url = config.get("server")
@@ -468,18 +466,18 @@ def run_node(role: str, version: str, args: list[str]) -> NoReturn:
         ctx.agent_password = parse_token(str(config["agent-token"]))[1]
 
     if role == "server" and not server_url:  # first server: owns the CA and the token
-        if ctx.ca_path.exists():
-            ctx.ca_pem = ctx.ca_path.read_text()
+        if os.path.exists(ctx.ca_path):
+            ctx.ca_pem = read_text(ctx.ca_path)
         else:
             ctx.ca_pem = random_pem("CERTIFICATE")
             common.write_atomic(ctx.ca_path, ctx.ca_pem, 0o644)
-        token_file = ctx.data_dir / "server" / "token"
+        token_file = os.path.join(ctx.data_dir, "server", "token")
         if token:
             ctx.password = parse_token(token)[1]
-        elif token_file.exists():
-            ctx.password = parse_token(token_file.read_text().strip())[1]
+        elif os.path.exists(token_file):
+            ctx.password = parse_token(read_text(token_file).strip())[1]
         else:
-            ctx.password = secrets.token_hex(16)
+            ctx.password = os.urandom(16).hex()  # what secrets.token_hex(16) returns, without its imports
         ctx.cluster = fleetstore.cluster_id_for_ca(ctx.ca_pem)
         error = ctx.store.register(ctx.cluster, ctx.node_record(), ctx.node_password_hash())
         if error:
@@ -492,7 +490,7 @@ def run_node(role: str, version: str, args: list[str]) -> NoReturn:
 
     notify = os.environ.get("NOTIFY_FILE")
     if notify:  # lets the systemctl stand-in record the node's exit
-        common.write_atomic(Path(notify).with_name("node.json"), json.dumps({
+        common.write_atomic(os.path.join(os.path.dirname(notify), "node.json"), json.dumps({
             "cluster": ctx.cluster, "node": ctx.node_name, "role": role, "version": version,
             "datastoreDir": ctx.info["datastoreDir"]}))
     ctx.write_data_dir()
@@ -506,7 +504,7 @@ def run_node(role: str, version: str, args: list[str]) -> NoReturn:
     log("info", "rke2 is up and running" if role == "server" else "rke2 agent is up and running")
     ctx.store.mark(ctx.cluster, ctx.node_name, "ready")
     if notify:
-        common.write_atomic(Path(notify), "READY=1\n")
+        common.write_atomic(notify, "READY=1\n")
     while True:
         time.sleep(3600)
 

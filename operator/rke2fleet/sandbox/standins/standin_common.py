@@ -5,12 +5,25 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 HOST_JSON = os.environ.get("RKE2FLEET_HOST_JSON", "/run/rke2fleet/host.json")
-UNITS_DIR = Path(os.environ.get("RKE2FLEET_UNITS_DIR", "/run/rke2fleet/units"))
-STANDINS_DIR = Path(__file__).resolve().parent
+_UNITS_DIR = os.environ.get("RKE2FLEET_UNITS_DIR", "/run/rke2fleet/units")
+_STANDINS_DIR = os.path.dirname(os.path.realpath(__file__))
+
+
+def __getattr__(name: str) -> Path:
+    """``UNITS_DIR`` and ``STANDINS_DIR`` as ``Path``s, importing ``pathlib`` only when they are asked
+    for (journalctl does; the rke2 daemon, started once per host, does not)."""
+    if name in ("UNITS_DIR", "STANDINS_DIR"):
+        from pathlib import Path
+
+        return Path(_UNITS_DIR if name == "UNITS_DIR" else _STANDINS_DIR)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def host_info() -> dict[str, Any]:
@@ -23,7 +36,7 @@ def host_info() -> dict[str, Any]:
     info.setdefault("name", os.uname().nodename)
     info.setdefault("address", "127.0.0.1")
     info.setdefault("python", os.environ.get("RKE2FLEET_PYTHON", "/usr/bin/python3"))
-    info.setdefault("standinsDir", str(STANDINS_DIR))
+    info.setdefault("standinsDir", _STANDINS_DIR)
     return info
 
 
@@ -32,14 +45,15 @@ def fault_value(name: str, consume: bool = False) -> str | None:
     faults = host_info().get("faultsDir")
     if not faults:
         return None
-    path = Path(faults) / name
+    path = os.path.join(faults, name)
     try:
-        value = path.read_text().strip()
+        with open(path) as f:
+            value = f.read().strip()
     except FileNotFoundError:
         return None
     if consume:
         try:
-            path.unlink()
+            os.unlink(path)
         except FileNotFoundError:
             return None  # another start consumed it first
     return value
@@ -62,9 +76,10 @@ def logrus_line(level: str, msg: str) -> str:
     return f'time="{stamp}" level={level} msg="{escaped}"'
 
 
-def write_atomic(path: Path, data: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+def write_atomic(path: str | os.PathLike[str], data: str, mode: int = 0o644) -> None:
+    directory, name = os.path.split(os.fspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.tmp{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w") as f:
         f.write(data)
