@@ -16,7 +16,7 @@ from rke2fleet.sandbox.standins import minihttp, unitstate
 
 V = "v1.35.7+rke2r1"
 UNIT_DIR = "/run/rke2fleet/units/rke2-server.service"
-SUPERVISOR_HEAVY = {"json", "re", "subprocess", "threading", "pathlib", "typing", "selectors"}
+SUPERVISOR_HEAVY = {"json", "re", "subprocess", "threading", "pathlib", "typing", "selectors", "enum"}
 DAEMON_HEAVY = {"http.server", "http.client", "urllib.request", "email", "ssl", "pathlib", "typing",
                 "secrets", "encodings.idna", "textwrap", "glob", "importlib"}
 

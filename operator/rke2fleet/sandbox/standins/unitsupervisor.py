@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
+
     from rke2fleet.sandbox.standins import unitstate
 else:
+    import _signal as signal  # `signal` minus its IntEnum wrappers (enum, functools...: ~5 ms a start)
+
     import unitstate
 
 READY_POLL_SECONDS = 0.01  # while activating: how often the notify file is looked for
