@@ -3,7 +3,8 @@
 1. converge: servers + agents bare → Ready, operator and Ansible alternately (`--rounds` each);
 2. steady state: passes with nothing to do, SSH commands counted on the hosts, API writes
    counted by the emulator; 3. the same at each `--scale` size; 4. control-plane load with
-   `--objects` RKE2Nodes, alternated with Kopf alone on the same objects (its floor).
+   `--objects` RKE2Nodes, alternated with Kopf alone on the same objects (its floor) and with
+   Kopf only watching them (the floor of any Kopf operator).
 Prints a table (see BENCHMARKS.md for what limits each number).
 """
 
@@ -43,8 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cluster-tick", type=float, default=1.0, help="RKE2FLEET_CLUSTER_TICK (default 1)")
     p.add_argument("--drift", type=float, default=10.0, help="driftCheckInterval of the drift window, s (default 10)")
     p.add_argument("--kopf-floor", action=argparse.BooleanOptionalAction, default=True,
-                   help="also run the load on Kopf alone (bench/fleetbench/kopf_floor_operator.py), "
-                        "alternated with the operator (default on when --objects > 0)")
+                   help="also run the load on Kopf alone (bench/fleetbench/kopf_floor_operator.py) and on "
+                        "Kopf watching only (the same script, watch-only mode), alternated with the operator "
+                        "(default on when --objects > 0)")
     p.add_argument("--load-rounds", type=int, default=2, help="operator/floor alternations of the load (default 2)")
     p.add_argument("--profile", default=None,
                    help="py-spy each load run (50 Hz, 20 s, speedscope JSON) into this directory")
@@ -83,19 +85,20 @@ def steady_state(fleet: Fleet, args: argparse.Namespace) -> list[PassResult]:
 
 
 def control_plane_loads(workdir: Path, args: argparse.Namespace) -> list[LoadResult]:
-    """The operator, then (with --kopf-floor) Kopf alone over a window as long as the operator's,
+    """The operator, then (with --kopf-floor) Kopf alone and Kopf watching only, each over a window
+    as long as the operator's,
     alternated --load-rounds times so both see the same machine load."""
     profile = Path(args.profile) if args.profile else None
     if profile:
         profile.mkdir(parents=True, exist_ok=True)
     out: list[LoadResult] = []
     for rnd in range(1, max(1, args.load_rounds) + 1):
-        subjects = ["operator", "floor"] if args.kopf_floor else ["operator"]
+        subjects = ["operator", "floor", "watch"] if args.kopf_floor else ["operator"]
         window = 0.0
         for subject in subjects:
             ld = control_plane_load(workdir, args.objects, args.node_tick, args.cluster_tick,
                                     subject=subject, round_=rnd, min_window=window, profile_dir=profile)  # fmt: skip
-            window = ld.seconds
+            window = ld.seconds if subject == "operator" else window
             out.append(ld)
             log(f"load {rnd}: {subject} {ld.objects} objects processed in {ld.seconds:.1f}s, "
                 f"p99 {ld.lag_p99_ms:.1f} ms, peak RSS {ld.peak_rss_mb:.0f} MB")  # fmt: skip

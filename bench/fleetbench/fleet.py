@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -75,7 +76,7 @@ class Fleet:
         )  # fmt: skip
 
     def start_operator(
-        self, node_tick: float, cluster_tick: float, process: type[OperatorProcess] = OperatorProcess
+        self, node_tick: float, cluster_tick: float, process: Callable[..., OperatorProcess] = OperatorProcess
     ) -> OperatorProcess:
         """The operator (or, with `process=KopfFloorProcess`, Kopf alone) on this fleet's API."""
         assert self.sb.kubeconfig_path is not None

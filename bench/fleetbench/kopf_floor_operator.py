@@ -25,6 +25,11 @@ cluster's timer counting its nodes on the index every tick), SSH and the live no
 asyncssh and prometheus-client (its RSS is Kopf's, with the kubernetes client and pydantic that
 Kopf itself imports when they are installed).
 
+With RKE2FLEET_FLOOR_WATCH_ONLY=1 it is the least a Kopf operator does with these objects: the
+two indexes and nothing else (no handler, timer, finalizer or write), i.e. Kopf listing and
+watching them and running a worker per object (`load.control_plane_load(..., subject="watch")`).
+No Kopf operator holding these objects can have less lag on this machine, whatever it does.
+
 Run: `python kopf_floor_operator.py --health-port PORT` with KUBECONFIG set (operator_proc does).
 """
 
@@ -69,7 +74,21 @@ async def clusters(*, namespace: Any, name: str, spec: Any, status: Any, uid: st
 @kopf.index(GROUP, VERSION, "rke2nodes")
 async def nodes(*, namespace: Any, name: str, spec: Any, status: Any, meta: Any, **_: Any) -> Any:
     entry = {"name": name, "spec": dict(spec), "status": dict(status)}
+    _indexed(namespace, name)
     return {(namespace, spec.get("cluster")): {**entry, "deleting": bool(meta.get("deletionTimestamp"))}}
+
+
+# Watch-only mode writes nothing the bench could wait for: it logs when every node is indexed.
+EXPECTED = int(os.environ.get("RKE2FLEET_FLOOR_EXPECT_NODES", "0"))
+INDEXED_LINE = "watch floor: every node indexed"  # as operator_proc.KopfWatchProcess.INDEXED_LINE
+_seen: set[tuple[Any, str]] = set()
+
+
+def _indexed(namespace: Any, name: str) -> None:
+    if EXPECTED and len(_seen) < EXPECTED:
+        _seen.add((namespace, name))
+        if len(_seen) == EXPECTED:
+            logging.getLogger(__name__).info(INDEXED_LINE)
 
 
 def paused_status(generation: Any, cluster: str) -> dict[str, Any]:
@@ -115,7 +134,8 @@ def register() -> None:
         kopf.on.delete(GROUP, VERSION, plural, id=f"{kind}_deleted")(nothing)
 
 
-register()
+if os.environ.get("RKE2FLEET_FLOOR_WATCH_ONLY") != "1":
+    register()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ our kinds) give the lag that Kopf's own per-object processing costs on this mach
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import statistics
@@ -20,25 +21,30 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fleetbench.fleet import CLUSTER, Fleet
-from fleetbench.operator_proc import KopfFloorProcess, OperatorProcess
+from fleetbench.operator_proc import KopfFloorProcess, KopfWatchProcess, OperatorProcess
 from fleetbench.steady import classify_writes
 from rke2fleet import API_VERSION
 from rke2fleet.reconcile.tokens import generate_token
 
 PARKED = "parked"
 PROBE_PERIOD = 0.010
-SUBJECTS: dict[str, type[OperatorProcess]] = {"operator": OperatorProcess, "floor": KopfFloorProcess}
+SUBJECTS: dict[str, type[OperatorProcess]] = {
+    "operator": OperatorProcess,
+    "floor": KopfFloorProcess,
+    "watch": KopfWatchProcess,
+}
 PROFILE_SECONDS = 20
 
 
 @dataclass(frozen=True)
 class LoadResult:
-    subject: str  # "operator", or "floor" (Kopf alone)
+    subject: str  # "operator", "floor" (Kopf alone) or "watch" (Kopf watching and indexing only)
     round: int
     node_tick: float
     objects: int
@@ -144,7 +150,10 @@ def control_plane_load(
         for doc in fleet.manifests("1h") + parked_docs(objects - live, fleet.sb.hosts[0].host_key_line):
             fleet.kube.create(doc)
         fleet.kube.reset_audit()
-        op = fleet.start_operator(node_tick, cluster_tick, SUBJECTS[subject])
+        process: Callable[..., OperatorProcess] = SUBJECTS[subject]
+        if process is KopfWatchProcess:
+            process = functools.partial(KopfWatchProcess, expected_nodes=objects)
+        op = fleet.start_operator(node_tick, cluster_tick, process)
         probe = LoopProbe(op.healthz)
         t0 = time.monotonic()
         probe.start()
@@ -158,7 +167,10 @@ def control_plane_load(
             while paused_at is None or live_at is None:
                 if time.monotonic() > deadline:
                     raise TimeoutError("the objects were not all processed in 600s")
-                if paused_at is None and all_paused(fleet.kube.items("rke2nodes")):
+                if isinstance(op, KopfWatchProcess):  # it writes nothing: it logs when all are indexed
+                    if paused_at is None and op.all_indexed():
+                        paused_at, burst_cpu = time.monotonic(), op.cpu_seconds()
+                elif paused_at is None and all_paused(fleet.kube.items("rke2nodes")):
                     paused_at, burst_cpu = time.monotonic(), op.cpu_seconds()
                 if live_at is None and fleet.kube.phase("rke2clusters", CLUSTER) == "Ready":
                     live_at = time.monotonic()

@@ -106,6 +106,23 @@ class KopfFloorProcess(OperatorProcess):
         return [sys.executable, str(script), "--health-port", str(self.health_port)]
 
 
+class KopfWatchProcess(KopfFloorProcess):
+    """Kopf watching and indexing our kinds, nothing else (the floor script in watch-only mode);
+    it logs INDEXED_LINE once `expected_nodes` RKE2Nodes are indexed."""
+
+    INDEXED_LINE = "watch floor: every node indexed"  # as kopf_floor_operator.INDEXED_LINE
+
+    def __init__(
+        self, kubeconfig: Path, log_path: Path, *, node_tick: float, cluster_tick: float, expected_nodes: int = 0
+    ) -> None:
+        super().__init__(kubeconfig, log_path, node_tick=node_tick, cluster_tick=cluster_tick)
+        self.env["RKE2FLEET_FLOOR_WATCH_ONLY"] = "1"
+        self.env["RKE2FLEET_FLOOR_EXPECT_NODES"] = str(expected_nodes)
+
+    def all_indexed(self) -> bool:
+        return self.INDEXED_LINE in self.log_path.read_text(errors="replace")
+
+
 class Api:
     """The management-cluster calls of the bench (through the official client, as a user would)."""
 

@@ -96,6 +96,9 @@ def load_rows(loads: list[LoadResult]) -> list[tuple[str, str, str]]:
         suffix = f", round {ld.round}" if rounds else ""
         if ld.subject == "floor":
             out.append((f"floor: Kopf alone, same {ld.objects} objects (tick {ld.node_tick:g} s){suffix}", value, ""))
+        elif ld.subject == "watch":
+            value = value.replace("paused nodes done in", "idle after")
+            out.append((f"floor: Kopf watching only, same {ld.objects} objects{suffix}", value, ""))
         else:
             label = f"control plane: {ld.objects} RKE2Nodes ({ld.live_hosts} live, tick {ld.node_tick:g} s){suffix}"
             out.append((label, value, "RSS < 200 MB, p99 < 50 ms"))

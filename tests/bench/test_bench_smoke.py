@@ -33,7 +33,8 @@ def test_tiny_bench_run_prints_the_table_and_measures_every_part(tmp_path: Path)
     assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
     for row in ("converge round 1: operator", "converge round 1: ansible", "steady wake pass, 2 hosts",
                 "steady drift pass, 2 hosts", "control plane: 20 RKE2Nodes",
-                "floor: Kopf alone, same 20 objects (tick 2 s)"):  # fmt: skip
+                "floor: Kopf alone, same 20 objects (tick 2 s)",
+                "floor: Kopf watching only, same 20 objects"):  # fmt: skip
         assert row in stdout, stdout
     figures = json.loads(out_json.read_text())
     assert [c["tool"] for c in figures["converge"]] == ["operator", "ansible"]
@@ -41,12 +42,14 @@ def test_tiny_bench_run_prints_the_table_and_measures_every_part(tmp_path: Path)
     wake = next(p for p in figures["steady"] if p["kind"] == "wake")
     # Counted on the hosts: every host saw its pass, and nothing was counted twice.
     assert wake["hosts"] == 2 and wake["hosts_missed"] == 0 and wake["sessions"] >= wake["passes"] >= 2
-    # The operator, then Kopf alone (the floor) probed over a window as long as the operator's.
-    operator, floor = figures["load"]
-    assert (operator["subject"], floor["subject"]) == ("operator", "floor")
-    for load in (operator, floor):
+    # The operator, then Kopf alone (the floor) and Kopf watching only, each probed over a window
+    # as long as the operator's.
+    operator, floor, watch = figures["load"]
+    assert (operator["subject"], floor["subject"], watch["subject"]) == ("operator", "floor", "watch")
+    for load in (operator, floor, watch):
         assert load["objects"] == 20 and load["probes"] > 10 and load["peak_rss_mb"] > 20
-    assert floor["window_s"] >= operator["seconds"]
+    assert floor["window_s"] >= operator["seconds"] and watch["window_s"] >= operator["seconds"]
+    assert watch["writes_by_kind"] == {}  # it only watches
     assert out_md.read_text().startswith("| measure | value | target |")
     # Every sandbox was taken down: nothing left in the work directory's sandboxes.
     assert not list((tmp_path / "work").glob("sandbox-*/runtime.json"))

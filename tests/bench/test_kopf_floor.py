@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import inspect
+import logging
 import runpy
 import subprocess
 import sys
@@ -108,3 +109,31 @@ def test_floor_imports_nothing_of_rke2fleet() -> None:
     code = f"import runpy, sys; runpy.run_path({str(FLOOR)!r}); print([m for m in sys.modules if m.startswith({ours})])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_watch_only_mode_has_the_indexes_and_nothing_else(floor: Any) -> None:
+    """The floor of any Kopf operator: the two indexes, no handler (so no finalizer, no write)."""
+    code = (
+        f"import runpy, kopf; ns = runpy.run_path({str(FLOOR)!r}); r = kopf.get_default_registry();"
+        "print(sorted(h.id for h in r._indexing.get_all_handlers()), len(r._changing.get_all_handlers()),"
+        " len(r._spawning.get_all_handlers()), ns['INDEXED_LINE'])"
+    )
+    env = {"PATH": "/usr/bin:/bin", "RKE2FLEET_FLOOR_WATCH_ONLY": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip() == f"['clusters', 'nodes'] 0 0 {floor.INDEXED_LINE}"
+    # what the bench waits for (bench/fleetbench/operator_proc.py)
+    assert f'INDEXED_LINE = "{floor.INDEXED_LINE}"' in (FLOOR.parent / "operator_proc.py").read_text()
+
+
+def test_watch_only_mode_says_when_every_node_is_indexed(floor: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    scope = floor.nodes.__globals__  # the loaded script's globals
+    monkeypatch_globals = {"EXPECTED": 2, "_seen": set()}  # as RKE2FLEET_FLOOR_EXPECT_NODES=2 sets it
+    saved = {k: scope[k] for k in monkeypatch_globals}
+    scope.update(monkeypatch_globals)
+    try:
+        for name in ("a", "b", "b", "c"):
+            asyncio.run(floor.nodes(namespace="ns", name=name, spec={"cluster": "c"}, status={}, meta={}))
+    finally:
+        scope.update(saved)
+    assert [r.getMessage() for r in caplog.records].count(floor.INDEXED_LINE) == 1
