@@ -68,7 +68,9 @@ def test_constructing_the_client_does_not_load_the_generated_apis(running: Runni
     assert out.stdout.strip() == "False"
 
 
-async def test_recent_secret_reads_are_shared(kube: KubeApi, api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_concurrent_secret_reads_share_one_request(
+    kube: KubeApi, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[str] = []
     read = kube._read
 
@@ -77,23 +79,17 @@ async def test_recent_secret_reads_are_shared(kube: KubeApi, api: Api, monkeypat
         return read(namespace, name)
 
     monkeypatch.setattr(kube, "_read", counted)
-    # A missing Secret is not remembered: one being created is seen at once.
-    assert await kube.read_secret("default", "key", max_age=5) is None
-    await api.ok("POST", "/api/v1/namespaces/default/secrets",
-                 {"metadata": {"name": "key"}, "data": {"id": "YQ=="}})
-    assert await kube.read_secret("default", "key", max_age=5) == {"id": b"a"}
-    # Concurrent and recent readers share that read ...
-    calls.clear()
-    results = await asyncio.gather(*(kube.read_secret("default", "key", max_age=5) for _ in range(10)))
-    assert results == [{"id": b"a"}] * 10 and calls == []
-    # ... unless they ask for a fresh one (max_age 0, the default)
+    await api.ok("POST", "/api/v1/namespaces/default/secrets", {"metadata": {"name": "key"}, "data": {"id": "YQ=="}})
+    # Readers that allow it share the read in flight ...
+    results = await asyncio.gather(*(kube.read_secret("default", "key", shared=True) for _ in range(10)))
+    assert results == [{"id": b"a"}] * 10 and calls == ["key"]
+    # ... but nothing is kept after it: the next read sees a change at once (a rotated token).
+    await api.ok("PATCH", "/api/v1/namespaces/default/secrets/key", {"data": {"id": "Yg=="}},
+                 content_type="application/merge-patch+json")
+    assert await kube.read_secret("default", "key", shared=True) == {"id": b"b"}
     await api.ok("DELETE", "/api/v1/namespaces/default/secrets/key")
-    assert await kube.read_secret("default", "key", max_age=5) == {"id": b"a"}
-    assert await kube.read_secret("default", "key") is None
-    # Our own writes drop the copy.
-    await kube.apply_secret("default", "key", {"id": b"b"}, owner=OWNER, component="x")
-    assert await kube.read_secret("default", "key", max_age=5) == {"id": b"b"}
-    # Concurrent first reads: one request.
+    assert await kube.read_secret("default", "key", shared=True) is None
+    # Readers that do not allow it read on their own.
     calls.clear()
-    await asyncio.gather(*(kube.read_secret("default", "other", max_age=5) for _ in range(5)))
-    assert calls == ["other"]
+    await asyncio.gather(kube.read_secret("default", "key", shared=True), kube.read_secret("default", "key"))
+    assert calls == ["key", "key"]

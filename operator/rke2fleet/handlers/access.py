@@ -10,10 +10,6 @@ from rke2fleet.api import RKE2ClusterSpec, RKE2NodeSpec, parse_duration
 from rke2fleet.handlers.state import FleetState
 from rke2fleet.hostaccess import HostTarget, known_hosts_keys
 
-# The SSH key, known_hosts and token Secrets as read by another node's pass this long ago will
-# do: a rotated key or token reaches the next passes within seconds.
-SECRET_MAX_AGE = 5.0
-
 
 class Waiting(Exception):
     """Not an error: a precondition outside this node is not met yet."""
@@ -28,13 +24,13 @@ async def build_target(
     fleet: FleetState, namespace: str, cluster: RKE2ClusterSpec, node: RKE2NodeSpec, status: Any
 ) -> HostTarget:
     ref = cluster.ssh.private_key_secret_ref
-    data = await fleet.kube.read_secret(namespace, ref.name, SECRET_MAX_AGE)
+    data = await fleet.kube.read_secret(namespace, ref.name, shared=True)
     if data is None or ref.key not in data:
         raise Waiting("SSHKeyMissing", f"Secret {ref.name} (key {ref.key}) with the SSH private key not found", 10)
     pinned: list[str] = [node.host_key] if node.host_key else []
     if cluster.ssh.known_hosts_secret_ref:
         kref = cluster.ssh.known_hosts_secret_ref
-        kh = await fleet.kube.read_secret(namespace, kref.name, SECRET_MAX_AGE)
+        kh = await fleet.kube.read_secret(namespace, kref.name, shared=True)
         if kh is None or kref.key not in kh:
             raise Waiting("KnownHostsMissing", f"Secret {kref.name} (key {kref.key}) with known_hosts not found", 10)
         port = node.port or cluster.ssh.port
@@ -55,7 +51,7 @@ async def build_target(
 async def read_token(fleet: FleetState, namespace: str, cluster_name: str, cluster: RKE2ClusterSpec) -> str:
     ref = cluster.token_secret_ref
     name, key = (ref.name, ref.key) if ref else (f"{cluster_name}-token", "token")
-    data = await fleet.kube.read_secret(namespace, name, SECRET_MAX_AGE)
+    data = await fleet.kube.read_secret(namespace, name, shared=True)
     if not data or not data.get(key):
         raise Waiting("TokenMissing", f"waiting for the join token Secret {name}")
     return data[key].decode().strip()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -34,10 +33,9 @@ class KubeApi:
         except kubernetes.config.ConfigException:
             kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
         self._client = kubernetes.client.ApiClient()
-        # Secrets recently read: a bring-up of N nodes reads the same SSH key and token Secrets
-        # N times within seconds. Only found Secrets are kept (one being created must be seen at
-        # once), our own writes drop the entry, and concurrent readers share one request.
-        self._recent: dict[tuple[str, str], tuple[float, dict[str, bytes]]] = {}
+        # A bring-up of N nodes reads the same SSH key and token Secrets N times at once: readers
+        # that allow it share the read in flight (started before they asked, but by a request
+        # latency at most: a rotated token is seen by the next pass, as without sharing).
         self._inflight: dict[tuple[str, str], asyncio.Future[dict[str, bytes] | None]] = {}
 
     def close(self) -> None:
@@ -72,28 +70,20 @@ class KubeApi:
                 return None
             raise
 
-    async def read_secret(self, namespace: str, name: str, max_age: float = 0.0) -> dict[str, bytes] | None:
-        """The Secret's data (None when it does not exist); `max_age`: a copy read up to that
-        many seconds ago will do."""
+    async def read_secret(self, namespace: str, name: str, shared: bool = False) -> dict[str, bytes] | None:
+        """The Secret's data (None when it does not exist); `shared`: a read of it already in
+        flight will do."""
         key = (namespace, name)
-        if max_age > 0:
-            recent = self._recent.get(key)
-            if recent is not None and time.monotonic() - recent[0] <= max_age:
-                return recent[1]
-            shared = self._inflight.get(key)
-            if shared is not None:
-                await asyncio.wait([shared])  # its failure or cancellation is not ours: read anew
-                if not shared.cancelled() and shared.exception() is None:
-                    return shared.result()
+        running = self._inflight.get(key) if shared else None
+        if running is not None:
+            await asyncio.wait([running])  # its failure or cancellation is not ours: read anew
+            if not running.cancelled() and running.exception() is None:
+                return running.result()
         future: asyncio.Future[dict[str, bytes] | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
             obj = await asyncio.to_thread(self._read, namespace, name)
             data = None if obj is None else {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
-            if data is None:
-                self._recent.pop(key, None)
-            else:
-                self._recent[key] = (time.monotonic(), data)
             future.set_result(data)
             return data
         finally:
@@ -147,8 +137,6 @@ class KubeApi:
             },
             "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
         }
-
-        self._recent.pop((namespace, name), None)
 
         def call() -> bool:
             try:
