@@ -148,3 +148,28 @@ async def test_config_yaml_in_the_hosts_private_etc_rancher(
     assert seen.stdout.decode() == "600 root root\nconfig.yaml\n"
     assert await pool.write_file(chosen, path, TOKEN_CONFIG) is False
     assert await pool.read_file(chosen, path) == TOKEN_CONFIG
+
+
+def test_write_script_renames_only_complete_content(tmp_path: Path) -> None:
+    """The content comes on stdin: a cut connection ends it early. Only content whose sha256 is
+    the one sent is renamed over the target; a short one is an error and leaves nothing behind."""
+    import hashlib
+    import subprocess
+
+    from rke2fleet.hostaccess.files import _WRITE_SCRIPT
+
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"old\n")
+    new = b"token: s3cret\n" * 100
+
+    def write(data: bytes, digest: str) -> subprocess.CompletedProcess[bytes]:
+        argv = ["sh", "-c", _WRITE_SCRIPT, "sh", str(path), "600", "root", "root", digest]
+        return subprocess.run(argv, input=data, capture_output=True, check=False)
+
+    short = write(new[:500], hashlib.sha256(new).hexdigest())
+    assert short.returncode == 4 and b"incomplete" in short.stderr
+    assert path.read_bytes() == b"old\n" and leftovers(tmp_path, "config.yaml") == []
+    done = write(new, hashlib.sha256(new).hexdigest())
+    assert (done.returncode, done.stdout) == (0, b"written\n")
+    assert path.read_bytes() == new and leftovers(tmp_path, "config.yaml") == []
+    assert write(new, hashlib.sha256(new).hexdigest()).stdout == b"unchanged\n"
