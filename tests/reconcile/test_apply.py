@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rke2fleet.reconcile.apply import FACTS_MARK, install_script, start_failure, wait_script
+from rke2fleet.reconcile.apply import BACKGROUND_NICE, FACTS_MARK, install_script, start_failure, wait_script
 from tests.reconcile.builders import desired
 
 U = "rke2-server"
@@ -202,3 +202,12 @@ def test_wait_script_reads_the_facts_once_active(tmp_path: Path, states: list[st
         assert rest.splitlines() == [FACTS_MARK, "rke2_path=/usr/local/bin/rke2", "facts_end=1"]
     else:
         assert rest.splitlines() == ["journal of rke2-agent"]
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_staging_installs_at_a_lower_priority(tmp_path: Path, background: bool) -> None:
+    """The installer (and curl) of a staged node run niced; a node that may start does not wait."""
+    run, _ = run_script(tmp_path, install_script(desired("agent"), background=background) + "nice\n", curl_fails=False)
+    assert run.returncode == 0, run.stderr
+    base = int(subprocess.run(["nice"], capture_output=True, text=True, check=True).stdout)
+    assert int(run.stdout.splitlines()[-1]) == base + (BACKGROUND_NICE if background else 0)

@@ -33,14 +33,20 @@ class ApplyResult:
     facts_after: str | None = None  # the facts script's output, when the plan ended with the wait
 
 
-def install_script(desired: DesiredNode) -> str:
+BACKGROUND_NICE = 10
+
+
+def install_script(desired: DesiredNode, *, background: bool = False) -> str:
     """Download the install script to a temp file (so a failed download is an error, which
     `curl | sh` would hide), then run it with the INSTALL_RKE2_* variables. `--globoff`: curl
-    would otherwise read [] and {} in the URL as its own patterns and fetch something else."""
+    would otherwise read [] and {} in the URL as its own patterns and fetch something else.
+    `background` (staging a node that may not start yet): at a lower CPU priority, so that it
+    never slows what the host is doing (or, where hosts share CPUs, the nodes that may start)."""
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(desired.install_env.items()))
     url = shlex.quote(desired.script_url)
+    lower = f"renice -n {BACKGROUND_NICE} -p $$ >/dev/null 2>&1 || true\n" if background else ""
     return (
-        "set -e\n"
+        f"set -e\n{lower}"
         "tmp=$(mktemp)\ntrap 'rm -f \"$tmp\"' EXIT\n"
         f'if ! curl -sfL --globoff --connect-timeout 10 --max-time 120 -o "$tmp" {url}; then\n'
         f'  echo "downloading the install script from "{url}" failed" >&2; exit 22\nfi\n'
@@ -154,10 +160,12 @@ async def apply_plan(
     kubectl_target: HostTarget | None = None,
     drain_timeout: float = 300.0,
     facts_after: str | None = None,
+    background: bool = False,
 ) -> ApplyResult:
     """`kubectl_target`: a Ready server to cordon, drain and uncordon through (None: skip them,
     there is no server to ask). `facts_after`: a facts script to run when a final readiness wait
-    succeeds (its output in `result.facts_after`)."""
+    succeeds (its output in `result.facts_after`). `background`: the install runs at a lower
+    CPU priority (staging, see install_script)."""
     result = ApplyResult()
     last = plan.steps[-1] if plan else None
     for action in plan.actions:
@@ -168,7 +176,7 @@ async def apply_plan(
         step = action.step
         try:
             if step is Step.INSTALL:
-                await pool.run(target, script=install_script(desired), secret_values=secrets)
+                await pool.run(target, script=install_script(desired, background=background), secret_values=secrets)
             elif step is Step.WRITE_CONFIG:
                 # write_file creates /etc/rancher/rke2 (0755) when missing, in its own check
                 result.wrote_config = await pool.write_file(target, CONFIG_PATH, desired.config, mode=0o600)

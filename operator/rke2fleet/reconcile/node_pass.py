@@ -263,6 +263,7 @@ async def _stage(
             staged,
             readiness_timeout=parse_duration(inputs.cluster.readiness_timeout),
             secrets=inputs.secrets,
+            background=True,
         )
     except StepFailed as exc:
         return _step_failed(out, inputs, exc)
