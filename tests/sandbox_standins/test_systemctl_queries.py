@@ -171,3 +171,20 @@ def test_status_json_alone_is_still_read(tmp_path, monkeypatch):
                                                                      "since": 1.0}))
     assert unitstate.read_status("u.service")["state"] == "failed"  # no supervisor: crashed
     assert unitstate.read_status("other.service") == {"state": "inactive", "substate": "dead"}
+
+
+def test_enable_now_no_block_returns_before_the_unit_is_active(installer, make_host):
+    """`systemctl enable --now --no-block` (the operator's enable + start): enabled, and the start
+    queued without waiting for readiness, as systemd does; without --no-block it waits."""
+    host = installed_server(installer, make_host, "q-now")
+    hostfaults.set_start_delay(host.faults_dir, 1.5)
+    t0 = time.monotonic()
+    assert host.run("systemctl enable --now --no-block rke2-server").returncode == 0
+    assert time.monotonic() - t0 < 1.5
+    assert sc(host, "is-enabled rke2-server").stdout == "enabled\n"
+    assert sc(host, "is-active rke2-server").stdout == "activating\n"
+    wait_until(lambda: sc(host, "is-active rke2-server").stdout == "active\n")
+    host.run("systemctl stop rke2-server", check=True)
+    t0 = time.monotonic()
+    assert host.run("systemctl enable --now rke2-server", timeout=30).returncode == 0
+    assert time.monotonic() - t0 >= 1.5 and sc(host, "is-active rke2-server").stdout == "active\n"

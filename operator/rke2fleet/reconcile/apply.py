@@ -168,9 +168,12 @@ async def apply_plan(
     CPU priority (staging, see install_script)."""
     result = ApplyResult()
     last = plan.steps[-1] if plan else None
-    for action in plan.actions:
+    steps = plan.steps
+    for index, action in enumerate(plan.actions):
         if action.step in KUBECTL_STEPS and kubectl_target is None:
             continue
+        if action.step is Step.START and index and steps[index - 1] is Step.ENABLE:
+            continue  # started with the enable (`enable --now`)
         if on_step:
             await on_step(action.step)
         step = action.step
@@ -180,6 +183,13 @@ async def apply_plan(
             elif step is Step.WRITE_CONFIG:
                 # write_file creates /etc/rancher/rke2 (0755) when missing, in its own check
                 result.wrote_config = await pool.write_file(target, CONFIG_PATH, desired.config, mode=0o600)
+            elif step is Step.ENABLE and index + 1 < len(steps) and steps[index + 1] is Step.START:
+                # One command for both (systemd's own `enable --now`); a failure names the step.
+                if on_step:
+                    await on_step(Step.START)
+                step = Step.START
+                await pool.run(target, ["systemctl", "enable", "--now", "--no-block", desired.unit])
+                result.done.append(Step.ENABLE)
             elif step is Step.ENABLE:
                 await pool.run(target, ["systemctl", "enable", desired.unit])
             elif step is Step.START:

@@ -80,7 +80,7 @@ def is_enabled(unit: str, quiet: bool) -> int:
     return 0 if enabled else 1
 
 
-def enable_or_disable(verb: str, unit: str, now: bool) -> int:
+def enable_or_disable(verb: str, unit: str, now: bool, block: bool = True) -> int:
     path = unitstate.unit_file(unit)
     if path is None:
         print(f"Failed to {verb} unit: Unit file {unit} does not exist.", file=sys.stderr)
@@ -97,7 +97,7 @@ def enable_or_disable(verb: str, unit: str, now: bool) -> int:
     if not now:
         return 0
     control = _control()
-    return int(control.start(unit, block=True) if verb == "enable" else control.stop(unit))
+    return int(control.start(unit, block=block) if verb == "enable" else control.stop(unit))
 
 
 def _control() -> Any:
@@ -150,7 +150,7 @@ def main(argv: list[str]) -> int:
                 print()  # systemd separates the units' blocks with an empty line
             show(unit, properties, "--value" in flags)
         elif verb in ("enable", "disable"):
-            rc = max(rc, enable_or_disable(verb, unit, "--now" in flags))
+            rc = max(rc, enable_or_disable(verb, unit, "--now" in flags, block="--no-block" not in flags))
         else:
             control = _control()
             if verb not in control.ACTING_VERBS:
