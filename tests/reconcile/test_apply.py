@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from rke2fleet.reconcile.apply import BACKGROUND_NICE, FACTS_MARK, install_script, start_failure, wait_script
+from rke2fleet.reconcile.apply import (
+    BACKGROUND_NICE,
+    FACTS_MARK,
+    WAIT_RAMP,
+    install_script,
+    poll_delays,
+    start_failure,
+    wait_script,
+)
 from tests.reconcile.builders import desired
 
 U = "rke2-server"
@@ -162,8 +170,8 @@ def _run_wait_script(tmp_path: Path, states: list[str], polls: int, facts: str |
         (bin_dir / tool).chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     out = subprocess.run(
-        ["sh", "-s"], input=wait_script("rke2-agent", polls, 0.01, facts).encode(), env=env, capture_output=True,
-        check=True,
+        ["sh", "-s"], input=wait_script("rke2-agent", [0.01] * (polls - 1), facts).encode(), env=env,
+        capture_output=True, check=True,
     ).stdout.decode()
     return out, int((tmp_path / "count").read_text())
 
@@ -211,3 +219,11 @@ def test_staging_installs_at_a_lower_priority(tmp_path: Path, background: bool) 
     assert run.returncode == 0, run.stderr
     base = int(subprocess.run(["nice"], capture_output=True, text=True, check=True).stdout)
     assert int(run.stdout.splitlines()[-1]) == base + (BACKGROUND_NICE if background else 0)
+
+
+def test_readiness_polls_fast_first_then_every_interval() -> None:
+    """A unit that starts in a moment is seen in a moment; a long start is polled every interval."""
+    assert poll_delays(3.0, 0.5, WAIT_RAMP) == [0.1, 0.1, 0.2, 0.2, 0.5, 0.5, 0.5, 0.5]
+    assert poll_delays(3.0, 0.5) == [0.5] * 6  # the later commands of a long wait
+    assert poll_delays(0.15, 0.5, WAIT_RAMP) == [0.1]  # near the deadline: what fits
+    assert poll_delays(-1.0, 0.5, WAIT_RAMP) == []  # past it: one last poll

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import shlex
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from rke2fleet.hostaccess import CommandFailed, CommandTimeout, HostTarget, SSHPool, redact
@@ -60,9 +61,13 @@ WAIT_CHUNK = 3.0  # seconds one readiness command waits on the host before repor
 FACTS_MARK = "--facts--"
 
 
-def wait_script(unit: str, polls: int, interval: float, facts: str | None = None) -> str:
-    """Poll `systemctl is-active` ON the host (no SSH round trip per poll) for up to `polls`
-    polls; print `state=<state>`, then, unless active, the unit's journal for the caller to judge.
+WAIT_RAMP = (0.1, 0.1, 0.2, 0.2)  # the first polls of a wait: a quick start is seen at once
+
+
+def wait_script(unit: str, sleeps: Sequence[float], facts: str | None = None) -> str:
+    """Poll `systemctl is-active` ON the host (no SSH round trip per poll), sleeping `sleeps` in
+    turn between polls (len + 1 polls at most); print `state=<state>`, then, unless active, the
+    unit's journal for the caller to judge.
     With `facts` (a facts script), an active unit is followed by FACTS_MARK and the host's facts:
     the read after a start comes back with the wait instead of in a command of its own."""
     u = shlex.quote(unit)
@@ -71,12 +76,23 @@ def wait_script(unit: str, polls: int, interval: float, facts: str | None = None
         report = f'if [ "$s" = active ]; then\n  echo {FACTS_MARK}\n  (\n{facts}\n  )\nelse\n  {journal}\nfi\n'
     else:
         report = f'[ "$s" = active ] || {journal}\n'
+    delays = " ".join(f"{float(d):g}" for d in sleeps)
     return (
-        f"i=0\nwhile :; do\n  s=$(systemctl is-active {u} 2>/dev/null)\n"
+        f"for d in {delays} last; do\n  s=$(systemctl is-active {u} 2>/dev/null)\n"
         '  case "$s" in active|failed|inactive) break;; esac\n'
-        f'  i=$((i+1)); [ "$i" -ge {int(polls)} ] && break\n  sleep {interval:g}\ndone\n'
+        '  [ "$d" = last ] && break\n  sleep "$d"\ndone\n'
         f'echo "state=$s"\n{report}exit 0\n'
     )
+
+
+def poll_delays(budget: float, interval: float, ramp: Sequence[float] = ()) -> list[float]:
+    """The sleeps between the polls of one readiness command: `ramp`, then `interval`, within `budget`."""
+    sleeps: list[float] = []
+    for delay in itertools.chain(ramp, itertools.repeat(interval)):
+        if sum(sleeps) + delay > budget:
+            return sleeps
+        sleeps.append(delay)
+    raise AssertionError("unreachable: the repeat is endless")
 
 
 async def wait_ready(
@@ -99,10 +115,12 @@ async def wait_ready(
     """
     deadline = clock() + timeout
     unit = desired.unit
+    ramp: tuple[float, ...] = WAIT_RAMP
     while True:
-        polls = max(1, min(round(WAIT_CHUNK / interval), int((deadline - clock()) / interval) + 1))
+        sleeps = poll_delays(min(WAIT_CHUNK, deadline - clock()), interval, ramp)
+        ramp = ()
         res = await pool.run(
-            target, script=wait_script(unit, polls, interval, facts), check=False, timeout=polls * interval + 30
+            target, script=wait_script(unit, sleeps, facts), check=False, timeout=sum(sleeps) + 30
         )
         head, _, rest = res.stdout.partition("\n")
         state = head.removeprefix("state=").strip()
