@@ -25,7 +25,7 @@ from rke2fleet.reconcile.rollout import RolloutView, rollout_view, snapshot_name
 from rke2fleet.reconcile.tokens import generate_token
 
 CLUSTER_TICK = float(os.environ.get("RKE2FLEET_CLUSTER_TICK", "5"))
-CLUSTER_GAP = 0.3  # Kopf's own sleep between two passes; the tick's wait is in cluster_tick
+CLUSTER_GAP = 0.1  # Kopf's own sleep between two passes; the tick's wait is in cluster_tick
 SOURCE_ANNOTATION = f"{GROUP}/source-sha256"
 PHASES = ("Pending", "Provisioning", "Ready", "Degraded", "Failed", "Paused")
 
