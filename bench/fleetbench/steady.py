@@ -99,8 +99,10 @@ def wake_pass(fleet: Fleet, node_tick: float, new_interval: str) -> PassResult:
     fleet.kube.patch_spec("rke2clusters", CLUSTER, {"driftCheckInterval": new_interval})
     deadline = t0 + 60 + node_tick
     while time.monotonic() < deadline:
-        seen = fleet.sshds.log.since(t0)
-        if all(seen.values()):
+        seen, ended = fleet.sshds.log.since(t0), fleet.sshds.log.ended_since(t0)
+        # every host had its session, and every session started has closed (at 200 hosts the
+        # last sessions close seconds after the last one started)
+        if all(seen.values()) and all(len(ended.get(h, ())) >= len(ts) for h, ts in seen.items()):
             break
         time.sleep(0.05)
     time.sleep(BURST_GAP + 0.5)  # a pass's follow-up commands, if any, land in its burst

@@ -64,3 +64,20 @@ def test_summary_stamp_ignores_what_the_cluster_does_not_read() -> None:
     assert summary_stamp(base, 1) != summary_stamp(not_ready, 1)
     assert summary_stamp(base, 1) != summary_stamp(base, 2)  # a spec change
     assert summary_stamp(base, 1) != summary_stamp({**base, "deleting": True}, 1)
+
+
+async def test_agents_stage_once_the_init_server_is_starting() -> None:
+    from rke2fleet.handlers.node import init_starting
+
+    def index(phase: str | None) -> dict[Any, list[dict[str, Any]]]:
+        return {C: [{"name": "s1", "spec": {"role": "server"}, "status": {"phase": phase} if phase else {}}]}
+
+    for phase in ("Starting", "Ready", "Failed", "Unreachable"):
+        assert await waited(init_starting(index(phase), C, "s1")) < 0.1
+    assert await waited(init_starting(index("Ready"), C, "gone")) < 0.1  # no such init server: no wait
+    nodes = index("Installing")
+    later = asyncio.ensure_future(waited(init_starting(nodes, C, "s1")))
+    await asyncio.sleep(0.5)
+    assert not later.done()  # its install goes first
+    nodes[C][0]["status"] = {"phase": "Starting"}
+    assert 0.5 <= await later < 1.5

@@ -185,6 +185,7 @@ async def reconcile_node(
             report_only=cluster.paused or (timer and cluster.drift_policy == "Report"),
             was_drifted=indexes.condition_true(status, "Drifted"),
             await_turn=lambda: await_turn(fleet, nodes, ckey, name, init),
+            await_stage=None if node.role == "server" else lambda: init_starting(nodes, ckey, init),
         ),
         go_ahead=go_ahead,
         release=release,
@@ -220,6 +221,25 @@ async def await_turn(fleet: FleetState, nodes: Any, ckey: tuple[str, str], name:
         return me is not None and may_disrupt(me, views, init, agent_batch=BRINGUP_BATCH).allowed
 
     return await until(my_turn)
+
+
+# The init server's phases after which agents stage: it is starting or runs, or it is stuck
+# (then waiting helps nothing: its own failure is in its status).
+INIT_STARTING = frozenset({"Starting", "Ready", "Failed", "Unreachable"})
+
+
+async def init_starting(nodes: Any, ckey: tuple[str, str], init: str) -> bool:
+    """Until the init server has installed and is starting (or runs): an agent stages after that,
+    so the first server's download, on the bring-up's critical path, does not share the site's
+    bandwidth, the mirror or (in the sandbox) the CPUs with every agent's. Bounded, index only."""
+
+    def starting() -> bool:
+        entry = next((e for e in indexes.many(nodes, ckey) if e["name"] == init), None)
+        return entry is None or entry["status"].get("phase") in INIT_STARTING or bool(
+            entry["status"].get("runningVersion")
+        )
+
+    return await until(starting)
 
 
 async def until(condition: Callable[[], bool], wait: float = TURN_WAIT) -> bool:

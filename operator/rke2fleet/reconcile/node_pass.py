@@ -80,6 +80,8 @@ class NodeInputs:
     was_drifted: bool = False  # status has Drifted=True
     # Waits (bounded, without SSH) until the cluster's ordering would let this node start.
     await_turn: Callable[[], Awaitable[bool]] | None = None
+    # Waits (bounded, without SSH) before staging: the init server's own install goes first.
+    await_stage: Callable[[], Awaitable[bool]] | None = None
 
 
 async def read_facts(pool: SSHPool, target: HostTarget, unit: str | None = None) -> HostFacts:
@@ -219,6 +221,8 @@ async def node_pass(
         if not verdict.allowed and not active:
             # Not running yet: install and configure now, so that only the start waits for the
             # turn (the fleet's downloads overlap the servers' bring-up) ...
+            if inputs.await_stage is not None:
+                await inputs.await_stage()
             failed = await _stage(pool, inputs, desired, plan, out)
             if failed is not None:
                 return failed
