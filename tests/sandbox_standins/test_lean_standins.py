@@ -13,26 +13,12 @@ import pytest
 
 from rke2fleet.sandbox import hostfaults
 from rke2fleet.sandbox.standins import minihttp, unitstate
+from tests.sandbox_standins.hosthelpers import installed_server, wait_until
 
-V = "v1.35.7+rke2r1"
 UNIT_DIR = "/run/rke2fleet/units/rke2-server.service"
 SUPERVISOR_HEAVY = {"json", "re", "subprocess", "threading", "pathlib", "typing", "selectors", "enum"}
 DAEMON_HEAVY = {"http.server", "http.client", "urllib.request", "email", "ssl", "pathlib", "typing",
                 "secrets", "encodings.idna", "textwrap", "glob", "importlib"}
-
-
-def wait_until(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def installed_server(installer, make_host, name):
-    host = make_host(name)
-    host.install(installer.url, f"INSTALL_RKE2_VERSION={V}")
-    host.write_config("token: s3cret")
-    return host
 
 
 def status(host):

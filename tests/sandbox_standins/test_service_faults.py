@@ -7,19 +7,11 @@ import os
 import time
 
 from rke2fleet.sandbox import hostfaults
-
-V = "v1.35.7+rke2r1"
-
-
-def installed_server(installer, make_host, name="srv-f"):
-    host = make_host(name)
-    host.install(installer.url, f"INSTALL_RKE2_VERSION={V}")
-    host.write_config("token: s3cret")
-    return host
+from tests.sandbox_standins.hosthelpers import V, installed_server
 
 
 def test_fail_next_start_fails_once_then_the_unit_restarts(installer, make_host):
-    host = installed_server(installer, make_host)
+    host = installed_server(installer, make_host, "srv-f")
     hostfaults.fail_next_start(host.faults_dir)
     hostfaults.set_restart_delay(host.faults_dir, 0.5)
     out = host.run("systemctl start rke2-server", timeout=30)
@@ -33,7 +25,7 @@ def test_fail_next_start_fails_once_then_the_unit_restarts(installer, make_host)
 
 
 def test_start_delay_blocks_start_but_not_no_block(installer, make_host):
-    host = installed_server(installer, make_host)
+    host = installed_server(installer, make_host, "srv-f")
     hostfaults.set_start_delay(host.faults_dir, 2)
     t0 = time.monotonic()
     assert host.run("systemctl start --no-block rke2-server").returncode == 0
@@ -48,7 +40,7 @@ def test_start_delay_blocks_start_but_not_no_block(installer, make_host):
 
 
 def test_malformed_config_is_fatal_and_unknown_keys_warn(installer, make_host):
-    host = installed_server(installer, make_host)
+    host = installed_server(installer, make_host, "srv-f")
     host.write_config("token: [unclosed\n  bad: : yaml")
     assert host.run("systemctl start rke2-server", timeout=30).returncode == 1
     log = host.run("journalctl -u rke2-server").stdout
@@ -76,7 +68,7 @@ def test_unknown_unit_and_exit_codes(installer, make_host):
 
 
 def test_uninstall_removes_everything(installer, make_host):
-    host = installed_server(installer, make_host)
+    host = installed_server(installer, make_host, "srv-f")
     assert host.run("systemctl start rke2-server", timeout=30).returncode == 0
     status = host.run("cat /run/rke2fleet/units/rke2-server.service/status.json").stdout
     main_pid = json.loads(status)["mainPid"]

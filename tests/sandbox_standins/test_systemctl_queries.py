@@ -9,8 +9,8 @@ import pytest
 
 from rke2fleet.sandbox import hostfaults
 from rke2fleet.sandbox.standins import unitstate
+from tests.sandbox_standins.hosthelpers import V, installed_server, wait_until
 
-V = "v1.35.7+rke2r1"
 PROPS = "-p MainPID,NRestarts,LoadState,ActiveState,SubState,UnitFileState"
 HEAVY_MODULES = ("json", "subprocess", "pathlib", "typing", "signal", "re")
 
@@ -39,20 +39,6 @@ def answers(host, unit="rke2-server"):
     props = show(host, unit)
     return (active.stdout.strip(), active.returncode), (failed.stdout.strip(), failed.returncode), \
         props["ActiveState"], props["SubState"]
-
-
-def wait_until(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def installed_server(installer, make_host, name):
-    host = make_host(name)
-    host.install(installer.url, f"INSTALL_RKE2_VERSION={V}")
-    host.write_config("token: s3cret")
-    return host
 
 
 def main_pid(host):
