@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,8 @@ def test_render_is_deterministic() -> None:
 @pytest.mark.parametrize(
     ("kind", "plural", "short", "columns"),
     [
-        ("RKE2Cluster", "rke2clusters", "rkc", ["Version", "Servers", "Agents", "Phase", "Age"]),
-        ("RKE2Node", "rke2nodes", "rkn", ["Cluster", "Role", "Address", "Version", "Phase", "Age"]),
+        ("RKE2Cluster", "rke2clusters", "rkc", ["Version", "Servers", "Agents", "Ready", "Phase", "Age"]),
+        ("RKE2Node", "rke2nodes", "rkn", ["Cluster", "Role", "Address", "Version", "Ready", "Phase", "Age"]),
     ],
 )
 def test_crd_identity_and_columns(kind: str, plural: str, short: str, columns: list[str]) -> None:
@@ -83,11 +84,16 @@ def test_crd_identity_and_columns(kind: str, plural: str, short: str, columns: l
     assert version["subresources"] == {"status": {}}
     assert [c["name"] for c in version["additionalPrinterColumns"]] == columns
     for column in version["additionalPrinterColumns"]:
-        field = column["jsonPath"].lstrip(".").split(".")
+        # `conditions[?(@.type=="Ready")]` picks list items: the path goes on inside them.
+        path = re.sub(r'\[\?\(@\.type=="(\w+)"\)\]', r"[]", column["jsonPath"])
+        field = path.lstrip(".").split(".")
         if field[0] in ("spec", "status"):  # the column points at a real schema property
             node = crd_schema(kind)
             for part in field:
-                node = node["properties"][part]
+                node = node["properties"][part.removesuffix("[]")]
+                if part.endswith("[]"):
+                    assert node["type"] == "array"
+                    node = node["items"]
             assert node["type"] == column["type"]
 
 

@@ -40,8 +40,23 @@ def entry(name: str, role: str = "server", **status: Any) -> dict[str, Any]:
     return {"name": name, "spec": {"role": role, "address": f"{name}.example.com"}, "status": status}
 
 
-READY_COND = [{"type": "Ready", "status": "True"}]
+# What the cluster's own view says of a serving server (the Ready condition alone is not it).
+READY_COND = [
+    {"type": "Ready", "status": "True"},
+    {"type": "ServiceActive", "status": "True"},
+    {"type": "NodeReady", "status": "True"},
+    {"type": "EtcdVoter", "status": "True", "reason": "MemberNotLearner"},
+]
 NOT_READY_COND = [{"type": "Ready", "status": "False"}]
+LEARNER_COND = [*READY_COND[:3], {"type": "EtcdVoter", "status": "False", "reason": "MemberIsLearner"}]
+NODE_NOT_READY_COND = [
+    {"type": "Ready", "status": "True"},  # a stale claim: the cluster's view decides
+    {"type": "ServiceActive", "status": "True"},
+    {"type": "NodeReady", "status": "False", "reason": "KubeletNotReady"},
+    {"type": "EtcdVoter", "status": "True"},
+]
+# Serving, but a change is pending for it (a rollout waits for its turn): not Ready, yet up.
+PENDING_COND = [{"type": "Ready", "status": "False", "reason": "Waiting"}, *READY_COND[1:]]
 
 
 @pytest.mark.parametrize(
@@ -52,7 +67,9 @@ NOT_READY_COND = [{"type": "Ready", "status": "False"}]
         ({"phase": "Installing"}, False, True, False),
         ({"phase": "Ready", "conditions": READY_COND, "installedVersion": "v1.36.3+rke2r1"}, True, True, False),
         ({"phase": "Ready", "conditions": NOT_READY_COND}, False, True, False),
-        ({"phase": "Starting", "conditions": READY_COND}, False, True, False),
+        ({"phase": "Starting", "conditions": LEARNER_COND}, False, True, False),
+        ({"phase": "NotReady", "conditions": NODE_NOT_READY_COND}, False, True, False),
+        ({"phase": "Pending", "conditions": PENDING_COND, "installedVersion": "v1.36.3+rke2r1"}, True, True, False),
         ({"phase": "Failed", "installedVersion": "v1.36.3+rke2r1"}, False, True, True),
         ({"phase": "Pending", "installedVersion": "v1.36.3+rke2r1"}, False, True, False),
         # Installed and configured ahead of its turn, never started.
@@ -63,6 +80,29 @@ def test_node_views(status: dict[str, Any], ready: bool, started: bool, failed: 
     (view,) = node_views([entry("s1", **status)], set())
     assert (view.ready, view.started, view.failed, view.busy) == (ready, started, failed, False)
     assert (view.role, view.address) == ("server", "s1.example.com")
+
+
+def test_agents_serve_without_etcd_and_old_releases_without_its_report() -> None:
+    agent = entry("a1", "agent", conditions=READY_COND[:3])
+    unreported = {"type": "EtcdVoter", "status": "Unknown", "reason": "NotReported"}
+    server_old = entry("s1", conditions=[*READY_COND[:3], unreported])
+    assert [v.ready for v in node_views([agent, server_old], set())] == [True, True]
+
+
+def test_a_fresh_read_of_the_cluster_overrides_the_statuses() -> None:
+    from rke2fleet.reconcile.health import ClusterHealth, NodeHealth
+
+    entries = [entry("s1", conditions=READY_COND), entry("s2", conditions=LEARNER_COND)]
+    health = ClusterHealth(
+        nodes={
+            "s1": NodeHealth("s1", False, "NodeStatusUnknown", "Kubelet stopped posting node status.", True),
+            "s2": NodeHealth("s2", True, "KubeletReady", "", True, "MemberNotLearner"),
+        },
+        reports_etcd=True,
+    )
+    assert [v.ready for v in node_views(entries, set(), health)] == [False, True]
+    unreadable = ClusterHealth(error="Kubernetes API not readable")
+    assert [v.ready for v in node_views(entries, set(), unreadable)] == [True, False]  # statuses, then
 
 
 def test_node_views_busy_and_running() -> None:

@@ -149,6 +149,12 @@ class RKE2ClusterSpec(SpecModel):
         description="What to do when a host drifts from the desired state: Repair it, or only Report it.",
     )
     drift_check_interval: Duration = Field(default="5m", description="How often Ready hosts are re-checked.")
+    health_check_interval: Duration = Field(
+        default="30s",
+        description="How often the cluster's own view of its nodes (Kubernetes Node readiness, etcd "
+        "membership) is read through a server, one kubectl call for all nodes; a node the cluster "
+        "reports differently from its status is re-checked at once.",
+    )
     readiness_timeout: Duration = Field(
         default="10m", description="Time a node may take to become Ready after its service starts."
     )

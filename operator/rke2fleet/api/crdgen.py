@@ -86,6 +86,12 @@ _NAMES: dict[str, dict[str, Any]] = {
 }
 
 _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+_READY = {
+    "name": "Ready",
+    "type": "string",
+    "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    "description": "The Ready condition: True, False or Unknown (cannot be checked).",
+}
 _COLUMNS: dict[str, list[dict[str, Any]]] = {
     "RKE2Cluster": [
         {
@@ -106,6 +112,7 @@ _COLUMNS: dict[str, list[dict[str, Any]]] = {
             "jsonPath": ".status.agents",
             "description": "Ready/desired agents.",
         },
+        _READY,
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         _AGE,
     ],
@@ -119,6 +126,7 @@ _COLUMNS: dict[str, list[dict[str, Any]]] = {
             "jsonPath": ".status.runningVersion",
             "description": "RKE2 version the node runs.",
         },
+        _READY,
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         _AGE,
     ],

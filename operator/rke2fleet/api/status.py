@@ -24,6 +24,7 @@ NodePhase = Literal[
     "Starting",
     "Draining",
     "Ready",
+    "NotReady",
     "Failed",
     "Unreachable",
     "Deleting",

@@ -6,9 +6,11 @@ from typing import Any
 
 from pydantic import SecretBytes
 
-from rke2fleet.api import RKE2ClusterSpec, RKE2NodeSpec, parse_duration
-from rke2fleet.handlers.state import FleetState
+from rke2fleet.api import RKE2ClusterSpec, RKE2NodeSpec, SpecError, parse_duration, parse_node_spec
+from rke2fleet.handlers import indexes
+from rke2fleet.handlers.state import ClusterKey, FleetState
 from rke2fleet.hostaccess import HostTarget, known_hosts_keys
+from rke2fleet.reconcile.health import ClusterHealth
 
 
 class Waiting(Exception):
@@ -55,3 +57,54 @@ async def read_token(fleet: FleetState, namespace: str, cluster_name: str, clust
     if not data or not data.get(key):
         raise Waiting("TokenMissing", f"waiting for the join token Secret {name}")
     return data[key].decode().strip()
+
+
+def token_source(namespace: str, cluster_name: str, cluster: RKE2ClusterSpec) -> str:
+    """Where a cluster's token comes from, for messages (never its value)."""
+    ref = cluster.token_secret_ref
+    name, key = (ref.name, ref.key) if ref else (f"{cluster_name}-token", "token")
+    return f"Secret {namespace}/{name} (key {key})"
+
+
+HEALTH_CANDIDATES = 3  # servers tried, in turn, before the cluster's view is declared unreadable
+
+
+def _candidate_rank(entry: Any, init: str | None) -> tuple[int, str]:
+    st = entry["status"]
+    if indexes.serving(entry):
+        rank = 0
+    elif indexes.condition_true(st, "ServiceActive") or entry["name"] == init:
+        rank = 1
+    elif st.get("phase") in ("Unreachable", "Failed"):
+        rank = 3
+    else:
+        rank = 2
+    return rank, entry["name"]
+
+
+async def cluster_health(
+    fleet: FleetState,
+    namespace: str,
+    cluster: RKE2ClusterSpec,
+    nodes: Any,
+    ckey: ClusterKey,
+    *,
+    max_age: float,
+    secrets: list[str],
+    init: str | None,
+) -> ClusterHealth:
+    """The cluster's own view of its Nodes, read through the first server that answers (those
+    seen serving first, then those whose unit runs and the init server, unreachable ones last)."""
+
+    async def candidates() -> list[tuple[str, HostTarget]]:
+        entries = [e for e in indexes.many(nodes, ckey) if e["spec"].get("role") == "server"]
+        out: list[tuple[str, HostTarget]] = []
+        for e in sorted(entries, key=lambda e: _candidate_rank(e, init))[:HEALTH_CANDIDATES]:
+            try:
+                node = parse_node_spec(e["spec"])
+                out.append((e["name"], await build_target(fleet, namespace, cluster, node, e["status"])))
+            except (Waiting, SpecError):
+                continue
+        return out
+
+    return await fleet.health[ckey].read(fleet.pool, candidates, max_age=max_age, secrets=secrets)

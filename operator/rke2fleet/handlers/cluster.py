@@ -10,24 +10,61 @@ from typing import Any
 import kopf
 
 from rke2fleet import GROUP, VERSION, metrics
-from rke2fleet.api import RKE2ClusterSpec, SpecError, parse_cluster_spec, parse_node_spec
+from rke2fleet.api import RKE2ClusterSpec, SpecError, parse_cluster_spec, parse_duration, parse_node_spec
 from rke2fleet.handlers import indexes
-from rke2fleet.handlers.access import Waiting, build_target
+from rke2fleet.handlers.access import Waiting, build_target, cluster_health, read_token, token_source
 from rke2fleet.handlers.observe import observed
 from rke2fleet.handlers.state import FleetState
 from rke2fleet.handlers.status import status_patch
 from rke2fleet.hostaccess import HostAccessError, redact
 from rke2fleet.reconcile.conditions import Cond
 from rke2fleet.reconcile.facts import KUBECONFIG_PATH, TOKEN_PATH
+from rke2fleet.reconcile.health import ClusterHealth
 from rke2fleet.reconcile.kubeconfig import KubeconfigError, rewrite_kubeconfig
 from rke2fleet.reconcile.ordering import choose_init_server
 from rke2fleet.reconcile.rollout import RolloutView, rollout_view, snapshot_name, upgrade_problem
-from rke2fleet.reconcile.tokens import generate_token
+from rke2fleet.reconcile.tokens import generate_token, password_sha256
 
 CLUSTER_TICK = float(os.environ.get("RKE2FLEET_CLUSTER_TICK", "5"))
 CLUSTER_GAP = 0.1  # Kopf's own sleep between two passes; the tick's wait is in cluster_tick
 SOURCE_ANNOTATION = f"{GROUP}/source-sha256"
 PHASES = ("Pending", "Provisioning", "Ready", "Degraded", "Failed", "Paused")
+
+
+def _cluster_runs(entries: list[Any]) -> bool:
+    """Some server has run RKE2: the cluster has a Kubernetes API to be asked."""
+    return any(
+        e["spec"].get("role") == "server"
+        and (e["status"].get("runningVersion") or indexes.condition_true(e["status"], "ServiceActive"))
+        for e in entries
+    )
+
+
+def poke_disagreeing(fleet: FleetState, namespace: str, entries: list[Any], health: ClusterHealth) -> None:
+    """Nodes whose status says otherwise than the cluster does are re-checked at once: a Node
+    gone NotReady, an etcd member lost, a cluster whose API no longer answers, or a recovery."""
+    for e in entries:
+        st = e["status"]
+        if not (st.get("runningVersion") or indexes.condition_true(st, "ServiceActive")):
+            continue  # not running yet: its own pass is under way
+        if health.available:
+            differs = health.serving(indexes.node_name(e), str(e["spec"].get("role"))) != indexes.serving(e)
+        else:
+            differs = (indexes.condition(st, "NodeReady") or {}).get("status") != "Unknown"
+        if differs:
+            fleet.poke((namespace, e["name"]), (namespace, str(e["spec"].get("cluster"))))
+
+
+def unhealthy_nodes(entries: list[Any]) -> list[str]:
+    """Nodes that failed, cannot be reached, or that the cluster does not count (NotReady,
+    Ready Unknown): `name (reason)`, for people."""
+    out = []
+    for e in sorted(entries, key=lambda e: e["name"]):
+        st = e["status"]
+        ready = indexes.condition(st, "Ready") or {}
+        if st.get("phase") in ("Failed", "Unreachable", "NotReady") or ready.get("status") == "Unknown":
+            out.append(f"{e['name']} ({ready.get('reason') or st.get('phase')})")
+    return out
 
 
 def _counts(entries: list[Any], role: str) -> tuple[int, int]:
@@ -203,12 +240,24 @@ async def reconcile_cluster(
         conds.append(Cond("TokenReady", False, w.reason, str(w)))
         retry = w.delay
 
+    ckey = (namespace, name)
+    health: ClusterHealth | None = None
+    if _cluster_runs(entries):
+        health = await cluster_health(
+            fleet, namespace, cluster, nodes, ckey,
+            max_age=parse_duration(cluster.health_check_interval), secrets=[], init=init_name,
+        )  # fmt: skip
+        if health.token_sha256:
+            fleet.cluster_tokens[ckey] = health.token_sha256
+        poke_disagreeing(fleet, namespace, entries, health)
+    token_changed = await check_token(fleet, namespace, name, cluster, ckey, status, conds, body)
+
     rollout = await settle_version(
         fleet, namespace, name, cluster, status, entries, servers, init_entry, fields, conds, body
     )
     upgrading = rollout is not None and rollout.in_progress
 
-    ready_servers = [e for e in servers if indexes.condition_true(e["status"], "Ready")]
+    ready_servers = [e for e in servers if indexes.serving(e)]
     address = cluster.registration_address or (str(init_entry["spec"].get("address")) if init_entry else None)
     kc_ready = False
     if ready_servers and address:
@@ -248,11 +297,18 @@ async def reconcile_cluster(
         )
     )
     conds.append(Cond("AgentsReady", ar == ad, "AllReady" if ar == ad else "NotReady", f"{ar}/{ad} agents Ready"))
-    all_ready = sd > 0 and sr == sd and ar == ad and kc_ready and not upgrading
-    failed = [e["name"] for e in entries if e["status"].get("phase") in ("Failed", "Unreachable")]
+    api_down = health is not None and not health.available
+    all_ready = sd > 0 and sr == sd and ar == ad and kc_ready and not upgrading and not api_down and not token_changed
+    failed = unhealthy_nodes(entries)
     ever_ready = status.get("phase") in ("Ready", "Degraded")
     if all_ready:
         phase, reason, msg = "Ready", "Ready", f"{sr} servers and {ar} agents Ready"
+    elif api_down and health is not None:
+        phase, reason = "Degraded", "KubernetesAPIUnavailable"
+        msg = f"the cluster's Kubernetes API does not answer (etcd quorum lost?): {health.error}"
+    elif token_changed:
+        phase, reason = "Degraded", "TokenChanged"
+        msg = next(c.message for c in conds if c.type == "TokenReady")
     elif upgrading and rollout is not None:
         phase = "Degraded" if rollout.halted_node else "Provisioning"
         reason = "UpgradeHalted" if rollout.halted_node else "Upgrading"
@@ -272,11 +328,50 @@ async def reconcile_cluster(
             msg += f"; failing: {', '.join(failed)}"
     fields["phase"] = phase
     conds.append(Cond("Ready", all_ready, reason, msg))
+    if token_changed:
+        conds += [Cond("Reconciling", False, "TokenChanged", msg), Cond("Stalled", True, "TokenChanged", msg)]
 
     _patch(patch, status, generation, fields, conds, body)
     if not all_ready:
         retry = min(retry or CLUSTER_TICK, CLUSTER_TICK)
     return retry
+
+
+async def check_token(
+    fleet: FleetState,
+    namespace: str,
+    name: str,
+    cluster: RKE2ClusterSpec,
+    ckey: tuple[str, str],
+    status: Any,
+    conds: list[Cond],
+    body: Any,
+) -> bool:
+    """True when the token Secret no longer holds the token the cluster runs with (compared by
+    hash, read from a server): RKE2 cannot take a new token in place, so nothing is rolled out;
+    the condition says how to get out of it."""
+    theirs = fleet.cluster_tokens.get(ckey)
+    if theirs is None:
+        return False
+    try:
+        mine = password_sha256(await read_token(fleet, namespace, name, cluster))
+    except Waiting:
+        return False
+    if mine == theirs:
+        return False
+    msg = (
+        f"the join token in {token_source(namespace, name, cluster)} is not the token this cluster runs with; "
+        "RKE2 cannot change a cluster's token in place (its datastore is encrypted with it), so no node is "
+        "changed. Restore the previous token, or rotate it the RKE2 way (rke2 token rotate on a server, "
+        "then every node; see the README, Tokens)"
+    )
+    conds[:] = [c for c in conds if c.type != "TokenReady"]
+    cond = Cond("TokenReady", False, "TokenChanged", msg)
+    conds.append(cond)
+    old = next((c for c in status.get("conditions") or [] if c.get("type") == "TokenReady"), None)
+    if not old or old.get("reason") != "TokenChanged":
+        kopf.warn(body, reason="TokenChanged", message=msg)
+    return True
 
 
 async def settle_version(
@@ -348,7 +443,7 @@ async def take_snapshot(
     init_entry: Any | None,
     snap: str,
 ) -> None:
-    ready = [e for e in servers if indexes.condition_true(e["status"], "Ready")]
+    ready = [e for e in servers if indexes.serving(e)]
     ready.sort(key=lambda e: e is not init_entry)
     if not ready:
         raise Waiting("NoReadyServer", "no Ready server to take it on")
@@ -444,7 +539,7 @@ async def cluster_deleted(*, name: str, namespace: Any, memo: Any, **kw: Any) ->
     if remaining:
         raise kopf.TemporaryError(f"waiting for its RKE2Nodes to be deleted: {', '.join(sorted(remaining))}", delay=5)
     metrics.forget_cluster(namespace, name)
-    memo.fleet.cluster_stamps.pop((namespace, name), None)
+    memo.fleet.forget_cluster((namespace, name))
 
 
 def _pick(kw: dict[str, Any]) -> dict[str, Any]:

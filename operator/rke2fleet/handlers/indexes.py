@@ -11,6 +11,7 @@ from typing import Any
 import kopf
 
 from rke2fleet import GROUP, VERSION
+from rke2fleet.reconcile.health import ClusterHealth
 from rke2fleet.reconcile.ordering import NodeView
 
 WAKE_DELAY = 0.05  # after the index store holds the new entry (Kopf stores it once we return)
@@ -75,6 +76,7 @@ def summary_stamp(entry: Any, generation: Any) -> tuple[Any, ...]:
         generation,
         st.get("phase"),
         condition_true(st, "Ready"),
+        serving(entry),
         st.get("runningVersion"),
         st.get("installedVersion"),
         st.get("lastError") if st.get("phase") == "Failed" else None,
@@ -82,26 +84,52 @@ def summary_stamp(entry: Any, generation: Any) -> tuple[Any, ...]:
     )
 
 
-STARTED_PHASES = frozenset({"Installing", "Configuring", "Starting", "Draining", "Ready"})
+STARTED_PHASES = frozenset({"Installing", "Configuring", "Starting", "Draining", "Ready", "NotReady"})
+
+
+def condition(status: Any, type_: str) -> Any | None:
+    for c in status.get("conditions") or []:
+        if c.get("type") == type_:
+            return c
+    return None
 
 
 def condition_true(status: Any, type_: str) -> bool:
-    for c in status.get("conditions") or []:
-        if c.get("type") == type_:
-            return bool(c.get("status") == "True")
-    return False
+    c = condition(status, type_)
+    return c is not None and bool(c.get("status") == "True")
 
 
-def node_views(entries: Any, busy: set[str]) -> list[NodeView]:
+def node_name(entry: Any) -> str:
+    """The Kubernetes Node name of an RKE2Node index entry."""
+    return str(entry["spec"].get("nodeName") or entry["name"])
+
+
+def serving(entry: Any) -> bool:
+    """As its last pass saw it: the node runs its part of the cluster (unit active, its Node
+    Ready, a server a voting etcd member), whether or not a change is pending for it."""
+    st = entry["status"]
+    if not (condition_true(st, "ServiceActive") and condition_true(st, "NodeReady")):
+        return False
+    if entry["spec"].get("role") != "server":
+        return True
+    etcd = condition(st, "EtcdVoter") or {}
+    return etcd.get("status") == "True" or etcd.get("reason") == "NotReported"
+
+
+def node_views(entries: Any, busy: set[str], health: ClusterHealth | None = None) -> list[NodeView]:
+    """`health` (a fresh read of the cluster's Nodes): who serves is taken from it, not from
+    the statuses the last passes wrote."""
     views = []
     for e in entries:
         st = e["status"]
+        role = str(e["spec"].get("role", ""))
+        up = health.serving(node_name(e), role) if health is not None and health.available else serving(e)
         views.append(
             NodeView(
                 name=e["name"],
-                role=str(e["spec"].get("role", "")),
+                role=role,
                 address=str(e["spec"].get("address", "")),
-                ready=condition_true(st, "Ready") and st.get("phase") == "Ready",
+                ready=up,
                 # Only what RKE2 itself did counts: a host that never answered has not started,
                 # and a staged one (installed and configured, waiting for its turn) has not either.
                 started=st.get("phase") != "Staged"

@@ -21,12 +21,13 @@ from rke2fleet.api import (
     parse_node_spec,
 )
 from rke2fleet.handlers import deletion, indexes
-from rke2fleet.handlers.access import Waiting, build_target, read_token
+from rke2fleet.handlers.access import Waiting, build_target, cluster_health, read_token, token_source
 from rke2fleet.handlers.observe import observed
 from rke2fleet.handlers.state import FleetState
 from rke2fleet.handlers.status import node_status_patch, post_events
 from rke2fleet.hostaccess import HostTarget
 from rke2fleet.reconcile.conditions import Cond
+from rke2fleet.reconcile.health import ClusterHealth
 from rke2fleet.reconcile.node_pass import NodeInputs, NodeOutcome, node_pass, probe
 from rke2fleet.reconcile.ordering import GoAhead, choose_init_server, may_disrupt
 from rke2fleet.reconcile.plan import Plan
@@ -125,9 +126,23 @@ async def reconcile_node(
 
     secrets = token_values(token)
 
-    def go_ahead(plan: Plan) -> GoAhead:
+    async def health(max_age: float) -> ClusterHealth:
+        return await cluster_health(
+            fleet, namespace, cluster, nodes, ckey, max_age=max_age, secrets=secrets, init=init
+        )
+
+    async def go_ahead(plan: Plan) -> GoAhead:
+        entries = indexes.many(nodes, ckey)
+        fresh: ClusterHealth | None = None
+        if any(indexes.serving(e) or e["status"].get("runningVersion") for e in entries if e["name"] != name):
+            # A live cluster: who serves is read from it now, never from a status written earlier
+            # (never two servers down, agents only behind serving servers).
+            fresh = await health(0)
+            if not fresh.available:
+                return GoAhead(False, f"cannot check the cluster before changing a node: {fresh.error}")
         busy = fleet.busy[ckey]
-        views = indexes.node_views(indexes.many(nodes, ckey), busy)  # the index now, not at pass start
+        # The index now, not at pass start (another pass may have claimed its turn meanwhile).
+        views = indexes.node_views(indexes.many(nodes, ckey), busy, fresh)
         me = next((v for v in views if v.name == name), None)
         if me is None:
             return GoAhead(False, "node not in the cluster's index yet")
@@ -186,6 +201,10 @@ async def reconcile_node(
             was_drifted=indexes.condition_true(status, "Drifted"),
             await_turn=lambda: await_turn(fleet, nodes, ckey, name, init),
             await_stage=None if node.role == "server" else lambda: init_starting(nodes, ckey, init),
+            health=health,
+            health_max_age=parse_duration(cluster.health_check_interval),
+            cluster_token_sha256=fleet.cluster_tokens.get(ckey),
+            token_source=token_source(namespace, cname, cluster),
         ),
         go_ahead=go_ahead,
         release=release,
@@ -193,6 +212,8 @@ async def reconcile_node(
     )
     if outcome.kubeconfig_sha256:
         fleet.kubeconfig_seen[(namespace, name)] = outcome.kubeconfig_sha256
+    if outcome.token_sha256 and node.role == "server":
+        fleet.cluster_tokens[ckey] = outcome.token_sha256
     for kind in outcome.drift_kinds:
         metrics.record_drift(namespace, cname, name, kind)
     _record_accepted_key(fleet, target, outcome.status)
@@ -285,11 +306,7 @@ async def _kubectl_target(
     own: HostTarget,
 ) -> HostTarget | None:
     """A Ready server to run kubectl on for this node (another one when there is one)."""
-    ready = [
-        e
-        for e in siblings
-        if e["name"] != name and e["spec"].get("role") == "server" and indexes.condition_true(e["status"], "Ready")
-    ]
+    ready = [e for e in siblings if e["name"] != name and e["spec"].get("role") == "server" and indexes.serving(e)]
     if ready:
         try:
             entry = sorted(ready, key=lambda e: e["name"])[0]
@@ -363,8 +380,10 @@ async def node_tick(*, memo: Any, name: str, namespace: Any, spec: Any, **kw: An
     due = time.monotonic() >= fleet.next_pass.get(key, 0.0)
     stamp = indexes.desired_stamp(indexes.one(kw["clusters"], ckey))
     woken = fleet.seen_stamp.get(key) != stamp
-    if not (due or woken):
+    poked = key in fleet.poked  # the cluster reports this node differently from its status
+    if not (due or woken or poked):
         return
+    fleet.poked.discard(key)
     with observed("RKE2Node", namespace, name):
         async with lock:
             delay = await reconcile_node(
@@ -386,7 +405,9 @@ async def node_deleted(
             namespace=namespace,
             spec=spec,
             status=status,
+            meta=kw["meta"],
             body=body,
+            patch=kw["patch"],
             clusters=kw["clusters"],
             nodes=kw["nodes"],
             logger=logger,

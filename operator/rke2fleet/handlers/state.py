@@ -13,6 +13,7 @@ from typing import Any
 
 from rke2fleet.handlers.kube import KubeApi
 from rke2fleet.hostaccess import SSHPool
+from rke2fleet.reconcile.health import HealthReader
 
 ClusterKey = tuple[str, str]  # (namespace, cluster)
 NodeKey = tuple[str, str]  # (namespace, node object name)
@@ -40,6 +41,17 @@ class FleetState:
     # it is busy) aggregates at once instead of at its next tick.
     node_stamps: dict[NodeKey, tuple[Any, ...]] = field(default_factory=dict)
     _cluster_dirty: dict[ClusterKey, asyncio.Event] = field(default_factory=dict)
+    # Per cluster: its own view of its Nodes (shared reads), and the token its datastore is
+    # encrypted with (tokens.password_sha256, as last read from a server; never stored).
+    health: defaultdict[ClusterKey, HealthReader] = field(default_factory=lambda: defaultdict(HealthReader))
+    cluster_tokens: dict[ClusterKey, str] = field(default_factory=dict)
+    # Nodes to re-check at their next tick, whatever their drift interval: the cluster reports
+    # them differently from their status.
+    poked: set[NodeKey] = field(default_factory=set)
+
+    def poke(self, key: NodeKey, ckey: ClusterKey) -> None:
+        self.poked.add(key)
+        self.wake_nodes(ckey)
 
     def wake_nodes(self, ckey: ClusterKey) -> None:
         """Every node timer of the cluster waiting in `until_woken` goes on now."""
@@ -72,6 +84,11 @@ class FleetState:
         for table in (self.next_pass, self.seen_stamp, self.last_events, self.kubeconfig_seen, self.node_stamps):
             table.pop(key, None)
         self.node_locks.pop(key, None)
+        self.poked.discard(key)
+
+    def forget_cluster(self, ckey: ClusterKey) -> None:
+        for table in (self.cluster_stamps, self.cluster_tokens, self.health):
+            table.pop(ckey, None)
 
 
 async def _first_of(event: asyncio.Event, stopped: Any, timeout: float) -> None:  # noqa: ASYNC109

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from rke2fleet.reconcile.desired import CONFIG_PATH
+from rke2fleet.reconcile.tokens import TOK_SHA256_FN
 
 TOKEN_PATH = "/var/lib/rancher/rke2/server/token"  # noqa: S105 -- a path, not a password
 KUBECONFIG_PATH = "/etc/rancher/rke2/rke2.yaml"
@@ -18,7 +19,7 @@ RKE2_PATHS = ("/usr/local/bin/rke2", "/opt/rke2/bin/rke2", "/usr/bin/rke2")
 # Read-only. Runs under `sh -s` (through sudo for non-root users).
 _SCRIPT = rf"""
 set +e
-rke2=""
+{TOK_SHA256_FN}rke2=""
 for p in {" ".join(RKE2_PATHS)}; do [ -x "$p" ] && {{ rke2="$p"; break; }}; done
 echo "rke2_path=$rke2"
 if [ -n "$rke2" ]; then echo "rke2_version=$("$rke2" --version 2>/dev/null | head -n 1)"; fi
@@ -26,7 +27,8 @@ if [ -f {CONFIG_PATH} ]; then echo "config_sha256=$(sha256sum {CONFIG_PATH} | cu
 for u in @UNITS@; do
   systemctl show -p UnitFileState -p ActiveState "$u" 2>/dev/null | while IFS= read -r l; do echo "$u.$l"; done
 done
-[ -f {TOKEN_PATH} ] && echo "token_present=yes"
+# A server's copy of the cluster's token: which token the datastore is encrypted with.
+[ -f {TOKEN_PATH} ] && echo "token_present=yes" && echo "token_sha256=$(tok_sha256 {TOKEN_PATH})"
 [ -f {KUBECONFIG_PATH} ] && echo "kubeconfig_sha256=$(sha256sum {KUBECONFIG_PATH} | cut -d ' ' -f 1)"
 # RKE2 points data/bin at the data dir of the version it last started (reference §7): with the
 # unit active, that is the running version even after a newer binary was installed.
@@ -73,6 +75,7 @@ class HostFacts:
     os: str
     arch: str
     kubeconfig_sha256: str | None = None  # of rke2.yaml: the cluster re-reads it only when this changes
+    token_sha256: str | None = None  # of the password of the server's token file (tokens.password_sha256)
 
     def unit(self, role: str) -> UnitFacts:
         return self.server if role == "server" else self.agent
@@ -110,6 +113,7 @@ def parse_facts(stdout: str) -> HostFacts:
         token_present=values.get("token_present") == "yes",
         kubeconfig_present=bool(values.get("kubeconfig_sha256")),
         kubeconfig_sha256=values.get("kubeconfig_sha256") or None,
+        token_sha256=values.get("token_sha256") or None,
         os=values.get("os", ""),
         arch=values.get("arch", ""),
     )

@@ -35,11 +35,3 @@ for p in /usr/local/bin /opt/rke2/bin /usr/bin; do
 done
 echo "rke2-uninstall.sh not found: nothing installed"
 """
-
-
-def quorum_allows_removal(servers: int, other_ready_servers: int) -> bool:
-    """etcd must keep a quorum of the remaining members after this one leaves."""
-    remaining = servers - 1
-    if remaining <= 0:
-        return True
-    return other_ready_servers >= remaining // 2 + 1
