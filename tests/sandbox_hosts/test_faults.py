@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
+import sys
 import time
 from pathlib import Path
 
@@ -77,6 +80,25 @@ async def test_frozen_host_hangs_connections_then_resumes(sandbox: Sandbox) -> N
         assert (await conn.run("true", timeout=5)).exit_status == 0
 
 
+def test_frozen_host_accepts_tcp_but_sends_no_banner_until_thawed(sandbox: Sandbox) -> None:
+    """The "host stops answering" switch, at the TCP level: the kernel completes the handshake on
+    the frozen sshd's socket, but no SSH banner comes until the host is thawed."""
+    host = sandbox.servers[1]
+    sandbox.freeze(host)
+    try:
+        with socket.create_connection((host.address, host.port), timeout=2) as sock:  # accepted
+            sock.settimeout(2.0)
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                sock.recv(64)
+            assert time.monotonic() - started >= 1.9
+            sandbox.thaw(host)
+            sock.settimeout(10.0)
+            assert sock.recv(64).startswith(b"SSH-2.0-")  # the same connection, answered now
+    finally:
+        sandbox.thaw(host)
+
+
 async def test_replaced_host_key_is_refused_under_the_old_pin(sandbox: Sandbox) -> None:
     host = sandbox.servers[0]
     old_known_hosts = sandbox.known_hosts()
@@ -108,3 +130,25 @@ def test_service_fault_switches_write_what_the_stand_ins_read(sandbox: Sandbox) 
     sandbox.set_start_delay(host, None)
     assert not (faults / "fail-next-start").exists()
     assert not (faults / "start-delay").exists()
+    sandbox.break_cni(host)
+    sandbox.set_node_ready_delay(host, 4.5)
+    assert (faults / "cni-broken").exists() and float((faults / "node-ready-delay").read_text()) == 4.5
+    sandbox.break_cni(host, enabled=False)
+    sandbox.set_node_ready_delay(host, None)
+    assert not (faults / "cni-broken").exists() and not (faults / "node-ready-delay").exists()
+
+
+def test_age_certificates_rewrites_them_inside_the_host(sandbox: Sandbox) -> None:
+    host = sandbox.agents[0]  # the sudo host: the ageing runs as root inside it all the same
+    info = json.loads(sandbox.run_on_host(host, "cat /run/rke2fleet/host.json").stdout)
+    script = f"{info['standinsDir']}/rke2_certs.py"
+    made = sandbox.run_on_host(host, f"{sys.executable} -s {script} ensure --data-dir /var/lib/rancher/rke2 "
+                                     f"--role agent --node {host.name} --address {host.address} --window 120")
+    assert made.returncode == 0, made.stdout + made.stderr
+    out = sandbox.age_certificates(host, 400)  # past notAfter: expired
+    assert len(out.splitlines()) == 3 and "agent/client-kubelet.crt notAfter" in out
+    index = json.loads(sandbox.run_on_host(host, "cat /var/lib/rancher/rke2/.sandbox-certificates.json").stdout)
+    not_after = index["certificates"]["agent/client-kubelet.crt"]["notAfter"]
+    assert abs(not_after - (time.time() - 35 * 86400)) < 120
+    # private to the host: nothing of it on the machine
+    assert not Path("/var/lib/rancher/rke2/.sandbox-certificates.json").exists()

@@ -53,6 +53,8 @@ def test_host_json_tells_the_stand_ins_who_they_are(sandbox: Sandbox, known_host
     assert info["faultsDir"] == str(sandbox.state_dir / "faults" / host.name)
     assert Path(info["python"]).exists()
     assert Path(info["standinsDir"]).name == "standins"
+    # the world's timing knobs (Sandbox.up's node_ready_delay / learner_delay defaults)
+    assert (info["nodeReadyDelay"], info["learnerPromoteDelay"]) == (1.0, 1.0)
 
 
 def test_systemctl_and_journalctl_are_the_shims_inside_only(sandbox: Sandbox) -> None:

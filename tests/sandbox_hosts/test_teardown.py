@@ -93,7 +93,8 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
     rke2fleet = [sys.executable, "-m", "rke2fleet", "sandbox"]
     up = subprocess.run(
         [*rke2fleet, "up", "--servers", "2", "--agents", "1", "--sudo-hosts", "1",
-         "--no-emulator", "--no-installer", "--state-dir", str(state)],
+         "--no-emulator", "--no-installer", "--state-dir", str(state),
+         "--node-ready-delay", "0.25", "--learner-delay", "2"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     try:
@@ -106,6 +107,8 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
             assert host["hostKey"] in up.stdout
         assert [h["user"] for h in doc["hosts"]] == ["root", "root", "fleet"]
         assert doc["loadBalancer"] in up.stdout
+        host_json = json.loads((state / "hosts" / "agent-1" / "run" / "host.json").read_text())
+        assert (host_json["nodeReadyDelay"], host_json["learnerPromoteDelay"]) == (0.25, 2.0)
         assert Path(doc["clientKey"]).stat().st_mode & 0o077 == 0
         assert "PRIVATE KEY" not in up.stdout + up.stderr
         # The hosts outlive the CLI process that started them.

@@ -23,6 +23,7 @@ import pytest
 from rke2fleet.sandbox.datastore import Datastore
 from rke2fleet.sandbox.hosts import shim_script
 from rke2fleet.sandbox.installer import InstallerHandle, start_installer
+from rke2fleet.sandbox.world import bindable
 
 STANDINS = Path(__file__).resolve().parents[2] / "operator" / "rke2fleet" / "sandbox" / "standins"
 PRIVATE = ["/etc/rancher", "/var/lib/rancher", "/usr/local", "/run/rke2fleet"]
@@ -42,7 +43,9 @@ def mount_ns(pid: int) -> str | None:
 
 
 class NsHost:
-    def __init__(self, name: str, address: str, root: Path, datastore_dir: Path) -> None:
+    def __init__(self, name: str, address: str, root: Path, datastore_dir: Path,
+                 extra: dict[str, object] | None = None) -> None:
+        self.extra = dict(extra or {})  # more host.json keys (nodeReadyDelay, learnerPromoteDelay)
         self.name = name
         self.address = address
         self.root = root
@@ -54,7 +57,7 @@ class NsHost:
         self.faults_dir.mkdir(parents=True)
         info = {"name": self.name, "address": self.address, "stateDir": str(self.root),
                 "datastoreDir": str(self.datastore_dir), "faultsDir": str(self.faults_dir),
-                "python": sys.executable, "standinsDir": str(STANDINS)}
+                "python": sys.executable, "standinsDir": str(STANDINS), **self.extra}
         (self.root / "host.json").write_text(json.dumps(info))
         lines = ["set -e"]
         for path in PRIVATE:
@@ -114,6 +117,16 @@ class NsHost:
 
 
 
+def _free_address() -> str:
+    """The worker's next address whose RKE2 ports are free: another run on this machine (or a host
+    it left behind) may hold one."""
+    for _ in range(60):
+        address = f"127.0.3.{10 + 60 * (_WORKER % 4) + next(_addresses) % 60}"
+        if all(bindable(address, port) for port in (9345, 6443)):
+            return address
+    raise AssertionError("no free 127.0.3.x address for a test host")
+
+
 @pytest.fixture
 def installer(tmp_path: Path) -> Iterator[InstallerHandle]:
     port = 18000 + os.getpid() % 1000
@@ -127,9 +140,10 @@ def make_host(tmp_path: Path) -> Iterator[object]:
     hosts: list[NsHost] = []
     datastore = tmp_path / "datastore"
 
-    def make(name: str) -> NsHost:
-        address = f"127.0.3.{10 + 60 * (_WORKER % 4) + next(_addresses) % 60}"
-        host = NsHost(name, address, tmp_path / name, datastore)
+    def make(name: str, **host_json: object) -> NsHost:
+        """A started host; keyword arguments are added to its host.json (e.g. nodeReadyDelay=0)."""
+        address = _free_address()
+        host = NsHost(name, address, tmp_path / name, datastore, host_json)
         hosts.append(host)
         host.start()
         return host
@@ -137,6 +151,26 @@ def make_host(tmp_path: Path) -> Iterator[object]:
     yield make
     for host in hosts:
         host.stop()
+
+
+@pytest.fixture
+def make_load_balancer(tmp_path: Path) -> Iterator[object]:
+    """Factory: a sandbox load balancer (9345, 6443) in front of the given addresses; its address."""
+    from rke2fleet.sandbox.loadbalancer import await_ready, start_load_balancer
+
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def make(backends: list[str]) -> str:
+        address = _free_address()
+        proc = start_load_balancer(address, backends, log_path=str(tmp_path / f"lb-{address}.log"))
+        procs.append(proc)
+        await_ready(proc, "load balancer")
+        return address
+
+    yield make
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
 
 
 @pytest.fixture

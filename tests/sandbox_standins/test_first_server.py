@@ -7,6 +7,7 @@ import json
 import os
 
 from rke2fleet.sandbox.installer import installer_stats
+from tests.sandbox_standins.hosthelpers import wait_node_ready
 
 
 def test_first_server_install_start_token_kubeconfig(installer, make_host, datastore, tmp_path):
@@ -37,6 +38,7 @@ def test_first_server_install_start_token_kubeconfig(installer, make_host, datas
     kubeconfig = host.run("cat /etc/rancher/rke2/rke2.yaml").stdout
     assert "server: https://127.0.0.1:6443" in kubeconfig and "client-key-data" in kubeconfig
 
+    wait_node_ready(host, "srv-a")  # the Node lags the unit (nodeReadyDelay, 1 s by default)
     nodes = json.loads(host.kubectl("get nodes -o json").stdout)["items"]
     assert [n["metadata"]["name"] for n in nodes] == ["srv-a"]
     assert nodes[0]["status"]["nodeInfo"]["kubeletVersion"] == "v1.35.7+rke2r1"
@@ -51,4 +53,5 @@ def test_first_server_install_start_token_kubeconfig(installer, make_host, datas
     assert not os.path.exists("/var/lib/rancher/rke2/server/token") or "K10" not in open(
         "/var/lib/rancher/rke2/server/token").read()
     events = [e["event"] for e in datastore.events()]
-    assert events[:3] == ["join", "start", "ready"]
+    assert [e for e in events if e in ("join", "start", "ready")][:3] == ["join", "start", "ready"]
+    assert events.index("start") < events.index("member-add") < events.index("ready")  # a new etcd cluster

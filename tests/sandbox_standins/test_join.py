@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+from tests.sandbox_standins.hosthelpers import wait_node_ready
+
 V_OLD, V_NEW = "v1.35.7+rke2r1", "v1.36.3+rke2r1"
 
 
@@ -40,6 +42,7 @@ def test_agent_joins_with_right_token_and_fails_with_wrong(installer, make_host)
     good.write_config(f"server: https://{server.address}:9345\ntoken: {token_of(server)}")
     assert good.run("systemctl start rke2-agent", timeout=30).returncode == 0
     assert good.run("systemctl is-active rke2-agent").stdout.strip() == "active"
+    wait_node_ready(server, "agent-ok")
     nodes = node_table(server)
     assert nodes["agent-ok"]["status"]["conditions"][0]["status"] == "True"
     assert "node-role.kubernetes.io/control-plane" not in nodes["agent-ok"]["metadata"]["labels"]
@@ -137,6 +140,7 @@ def test_node_not_ready_while_stopped_and_cordon_drain(installer, make_host):
     agent.install(installer.url, f"INSTALL_RKE2_VERSION={V_OLD} INSTALL_RKE2_TYPE=agent")
     agent.write_config(f"server: https://{server.address}:9345\ntoken: s3cret")
     assert agent.run("systemctl start rke2-agent", timeout=30).returncode == 0
+    wait_node_ready(server, "agent-1")
     drain = server.kubectl("drain agent-1 --timeout=30s")
     assert drain.returncode == 1 and "--ignore-daemonsets" in drain.stderr
     assert server.kubectl("drain agent-1 --ignore-daemonsets --delete-emptydir-data").returncode == 0

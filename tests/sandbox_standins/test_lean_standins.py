@@ -115,7 +115,8 @@ def test_minihttp_round_trips(http_server):
     assert minihttp.request("127.0.0.1", port, "GET", "/echo") == (200, "OK", b"GET ")
     assert minihttp.request("127.0.0.1", port, "POST", "/echo", b'{"a": 1}') == (200, "OK", b'POST {"a": 1}')
     assert minihttp.request("127.0.0.1", port, "GET", "/nope") == (404, "Not Found", b"404 page not found")
-    assert minihttp.request("127.0.0.1", port, "PUT", "/echo")[0] == 501
+    assert minihttp.request("127.0.0.1", port, "PUT", "/echo", b"x") == (200, "OK", b"PUT x")
+    assert minihttp.request("127.0.0.1", port, "DELETE", "/echo")[0] == 501
     with socket.create_connection(("127.0.0.1", port)) as raw:  # not HTTP at all
         raw.sendall(b"hello\r\n\r\n")
         assert raw.makefile("rb").readline().startswith(b"HTTP/1.1 400 ")

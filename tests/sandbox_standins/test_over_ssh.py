@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rke2fleet.sandbox.datastore import Datastore
+from tests.sandbox_standins.hosthelpers import wait_until
 
 world = pytest.importorskip("rke2fleet.sandbox.world")
 
@@ -19,7 +20,8 @@ V = "v1.36.3+rke2r1"
 
 @pytest.fixture
 def sandbox(tmp_path):
-    sb = world.Sandbox.up(tmp_path / "sb", servers=2, agents=1, sudo_hosts=1, emulator=False)
+    sb = world.Sandbox.up(tmp_path / "sb", servers=2, agents=1, sudo_hosts=1, emulator=False,
+                          node_ready_delay=0.3, learner_delay=0.3)
     try:
         yield sb
     finally:
@@ -60,11 +62,23 @@ def test_cluster_over_ssh_through_the_load_balancer(sandbox):
     assert sorted(n["metadata"]["name"] for n in items) == sorted([s1.name, s2.name, agent.name])
     assert {n["status"]["nodeInfo"]["kubeletVersion"] for n in items} == {V}
 
-    # the first server goes down: the LB still reaches s2, and s1 shows NotReady from s2
+    def ready() -> dict[str, str]:
+        out = ssh(sandbox, s2, kubectl)
+        if out.returncode != 0:
+            return {"kubectl": out.stderr.strip()}
+        return {n["metadata"]["name"]: n["status"]["conditions"][0]["status"] for n in json.loads(out.stdout)["items"]}
+
+    wait_until(lambda: set(ready().values()) == {"True"})  # 0.3 s after each unit was active
+    # the first server goes down: two etcd members, one left, no quorum (hence RKE2's odd counts);
+    # the LB still reaches s2, whose apiserver says etcd fails
     assert ssh(sandbox, s1, "systemctl stop rke2-server").returncode == 0
-    ready = {n["metadata"]["name"]: n["status"]["conditions"][0]["status"]
-             for n in json.loads(ssh(sandbox, s2, kubectl).stdout)["items"]}
-    assert ready == {s1.name: "Unknown", s2.name: "True", agent.name: "True"}
+    assert ready() == {"kubectl": "Error from server: etcdserver: request timed out"}
+    readyz = ssh(sandbox, agent, f"curl -s -o /dev/null -w '%{{http_code}}' http://{lb}:6443/readyz")
+    assert readyz.stdout == "500"
+    # s1 back: quorum again; the agent stopped instead shows Unknown from s2
+    assert ssh(sandbox, s1, "systemctl start rke2-server").returncode == 0
+    assert ssh(sandbox, agent, "systemctl stop rke2-agent").returncode == 0
+    wait_until(lambda: ready() == {s1.name: "True", s2.name: "True", agent.name: "Unknown"})
     assert ssh(sandbox, agent, "systemctl restart rke2-agent").returncode == 0
 
     store = Datastore(_datastore_dir(sandbox))

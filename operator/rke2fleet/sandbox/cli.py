@@ -33,6 +33,20 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--no-emulator", action="store_true", help="do not start the Kubernetes API emulator")
     up.add_argument("--no-installer", action="store_true", help="do not start the installer endpoint")
     up.add_argument("--no-load-balancer", action="store_true", help="do not start the load balancer")
+    up.add_argument(
+        "--node-ready-delay",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds a Node stays NotReady after its rke2 unit is active (default 1.0)",
+    )
+    up.add_argument(
+        "--learner-delay",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds before a joining server's etcd learner can be promoted (default 1.0)",
+    )
     with_state_dir(sub.add_parser("status", help="show the running sandbox"))
     with_state_dir(sub.add_parser("down", help="stop everything and remove the state directory"))
 
@@ -72,6 +86,8 @@ def _up(args: argparse.Namespace) -> int:
         emulator=not args.no_emulator,
         installer=not args.no_installer,
         load_balancer=not args.no_load_balancer,
+        node_ready_delay=args.node_ready_delay,
+        learner_delay=args.learner_delay,
     )
     _describe(sandbox)
     elapsed = time.monotonic() - started

@@ -1,5 +1,6 @@
 """Host fault switches: sshd stopped / killed / restarted, a host frozen, a host key replaced,
-and the service-start faults the stand-ins read from the host's faults directory.
+the service-start faults the stand-ins read from the host's faults directory (start failure and
+delays, a broken CNI, the Node's ready delay) and aged certificates.
 
 Freezing stops (SIGSTOP) every process of the host's mount namespace: the kernel still
 completes TCP handshakes on sshd's listening socket, so new connections and open sessions
@@ -9,6 +10,7 @@ completes TCP handshakes on sshd's listening socket, so new connections and open
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -78,3 +80,24 @@ def fail_next_start(host: SandboxHost, enabled: bool = True) -> None:
 def set_start_delay(host: SandboxHost, seconds: float | None) -> None:
     """The host's rke2 service takes `seconds` to become ready (None or 0: no delay)."""
     hostfaults.set_start_delay(host.faults_dir, seconds)
+
+
+def break_cni(host: SandboxHost, enabled: bool = True) -> None:
+    """The host's Node stays NotReady (CNI not initialized) while its rke2 unit is active."""
+    hostfaults.break_cni(host.faults_dir, enabled)
+
+
+def set_node_ready_delay(host: SandboxHost, seconds: float | None) -> None:
+    """From the next start of its rke2 service, the host's Node becomes Ready `seconds` after the
+    unit is active (None: the sandbox's `node_ready_delay` again)."""
+    hostfaults.set_node_ready_delay(host.faults_dir, seconds)
+
+
+def age_certificates(sandbox: Sandbox, host: SandboxHost, days: float, data_dir: str | None = None) -> str:
+    """Move both dates of the host's RKE2 leaf certificates `days` back (rewritten inside the host);
+    returns what was aged (one `<file> notAfter <date>` line per certificate)."""
+    cmd = hostfaults.age_certificates_command(sys.executable, H.STANDINS_DIR, days, data_dir)
+    result = H.run_on_host(host, cmd, timeout=60)
+    if result.returncode != 0:
+        raise H.SandboxError(f"host {host.name}: ageing certificates failed: {result.stderr.decode(errors='replace')}")
+    return result.stdout.decode()

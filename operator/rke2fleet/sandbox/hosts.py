@@ -130,8 +130,23 @@ def _etc_hosts(plans: Sequence[HostPlan], me: HostPlan) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def write_host_files(layout: StateLayout, plan: HostPlan, plans: Sequence[HostPlan]) -> Path:
-    """Prepare the tree copied into the host's private /run/rke2fleet; returns its path."""
+DEFAULT_NODE_READY_DELAY = 1.0
+DEFAULT_LEARNER_DELAY = 1.0
+
+
+def write_host_files(
+    layout: StateLayout,
+    plan: HostPlan,
+    plans: Sequence[HostPlan],
+    *,
+    node_ready_delay: float = DEFAULT_NODE_READY_DELAY,
+    learner_delay: float = DEFAULT_LEARNER_DELAY,
+) -> Path:
+    """Prepare the tree copied into the host's private /run/rke2fleet; returns its path.
+
+    `node_ready_delay`: seconds between the rke2 service being active and its Node being Ready;
+    `learner_delay`: seconds before a joining server's etcd learner may be promoted.
+    """
     seed = layout.host_dir(plan.name) / "run"
     (seed / "bin").mkdir(parents=True, exist_ok=True)
     (seed / "ssh").mkdir(parents=True, exist_ok=True)
@@ -146,6 +161,8 @@ def write_host_files(layout: StateLayout, plan: HostPlan, plans: Sequence[HostPl
         "faultsDir": str(layout.faults_dir(plan.name)),
         "python": sys.executable,
         "standinsDir": str(STANDINS_DIR),
+        "nodeReadyDelay": node_ready_delay,
+        "learnerPromoteDelay": learner_delay,
     }
     files: dict[str, tuple[bytes, int]] = {
         "host.json": ((json.dumps(host_json, indent=2) + "\n").encode(), 0o644),

@@ -181,6 +181,25 @@ class Sandbox:
 
         hostfaults.fail_snapshot(self.host(host).faults_dir, enabled)
 
+    def break_cni(self, host: HostRef, enabled: bool = True) -> None:
+        """The host's Node stays NotReady (CNI not initialized) while its rke2 unit is active."""
+        from rke2fleet.sandbox.faults import break_cni
+
+        break_cni(self.host(host), enabled)
+
+    def set_node_ready_delay(self, host: HostRef, seconds: float | None) -> None:
+        """Seconds between the host's rke2 unit being active and its Node Ready, from its next start."""
+        from rke2fleet.sandbox.faults import set_node_ready_delay
+
+        set_node_ready_delay(self.host(host), seconds)
+
+    def age_certificates(self, host: HostRef, days: float) -> str:
+        """Move notBefore/notAfter of the host's RKE2 leaf certificates `days` back (a start inside
+        the renewal window then renews them)."""
+        from rke2fleet.sandbox.faults import age_certificates
+
+        return age_certificates(self, self.host(host), days)
+
     # ------------------------------------------------------------ lifecycle
 
     @classmethod
@@ -207,11 +226,17 @@ class Sandbox:
         emulator: bool = True,
         load_balancer: bool = True,
         installer: bool = True,
+        node_ready_delay: float = H.DEFAULT_NODE_READY_DELAY,
+        learner_delay: float = H.DEFAULT_LEARNER_DELAY,
     ) -> Sandbox:
         """Start `servers` + `agents` hosts (the last `sudo_hosts` of them log in as `fleet`).
 
+        `node_ready_delay`: seconds a Node stays NotReady after its rke2 unit is active;
+        `learner_delay`: seconds before a joining server's etcd learner can be promoted.
         Raises `SandboxError` (after tearing down what it started) if anything fails.
         """
+        if node_ready_delay < 0 or learner_delay < 0:
+            raise ValueError("node_ready_delay and learner_delay must be >= 0")
         if servers < 0 or agents < 0 or not 0 <= sudo_hosts <= servers + agents:
             raise ValueError("servers, agents >= 0 and sudo_hosts <= servers + agents")
         if servers + agents > 240:
@@ -220,14 +245,23 @@ class Sandbox:
         _prepare_state_dir(layout)
         sandbox = cls(layout, RuntimeRecord())
         try:
-            sandbox._start(servers, agents, sudo_hosts, emulator, load_balancer, installer)
+            sandbox._start(servers, agents, sudo_hosts, emulator, load_balancer, installer,
+                           node_ready_delay, learner_delay)
         except BaseException:
             sandbox.down()
             raise
         return sandbox
 
     def _start(
-        self, servers: int, agents: int, sudo_hosts: int, emulator: bool, load_balancer: bool, installer: bool
+        self,
+        servers: int,
+        agents: int,
+        sudo_hosts: int,
+        emulator: bool,
+        load_balancer: bool,
+        installer: bool,
+        node_ready_delay: float = H.DEFAULT_NODE_READY_DELAY,
+        learner_delay: float = H.DEFAULT_LEARNER_DELAY,
     ) -> None:
         layout = self.layout
         deadline = time.monotonic() + START_TIMEOUT
@@ -252,7 +286,8 @@ class Sandbox:
             for proc in keygens:
                 if proc.wait() != 0:
                     raise H.SandboxError("ssh-keygen failed")
-            holders = [H.start_holder(layout, p, H.write_host_files(layout, p, plans)) for p in plans]
+            delays = {"node_ready_delay": node_ready_delay, "learner_delay": learner_delay}
+            holders = [H.start_holder(layout, p, H.write_host_files(layout, p, plans, **delays)) for p in plans]
             for plan, holder in zip(plans, holders, strict=True):
                 record = self._adopt(holder)
                 # Record the host before waiting on it, so a failure still tears it down.
@@ -428,7 +463,8 @@ def _net_lock(timeout: float = 60.0) -> Iterator[None]:
         yield
 
 
-def _bindable(address: str, port: int) -> bool:
+def bindable(address: str, port: int) -> bool:
+    """Nothing listens on (address, port) yet."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -446,7 +482,7 @@ def _free_net_block(hosts: int, with_lb: bool, with_installer: bool) -> int:
             addresses += [(f"127.0.{net}.{LB_OCTET}", port) for port in DEFAULT_PORTS]
         if with_installer:
             addresses.append((f"127.0.{net}.{INSTALLER_OCTET}", INSTALLER_PORT))
-        if all(_bindable(a, p) for a, p in addresses):
+        if all(bindable(a, p) for a, p in addresses):
             return net
     raise H.SandboxError("no free 127.0.N.0/24 block for the sandbox hosts")
 

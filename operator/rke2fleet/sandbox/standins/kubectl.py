@@ -2,7 +2,9 @@
 
 The cluster is the one whose CA is in the kubeconfig (``certificate-authority-data``); the API must
 answer on the kubeconfig's server (127.0.0.1 means this host's address), as the real kubectl needs.
-``get nodes [-o json|wide|name]``, ``cordon``, ``uncordon``, ``drain``, ``delete node``.
+``get nodes [-o json|wide|name]``, ``cordon``, ``uncordon``, ``drain``, ``delete node`` (a server's
+etcd member is removed with it, under etcd's strict reconfig check). Without etcd quorum every verb
+fails as the apiserver answers then: ``Error from server: etcdserver: request timed out``.
 """
 
 from __future__ import annotations
@@ -53,7 +55,10 @@ def connect() -> tuple[fleetstore.Datastore, str]:
     except OSError:
         die(f"The connection to the server {url.hostname}:{url.port} was refused - "
             "did you specify the right host or port?")
-    return fleetstore.Datastore(info["datastoreDir"]), fleetstore.cluster_id_for_ca(ca_pem)
+    store, cluster_id = fleetstore.Datastore(info["datastoreDir"]), fleetstore.cluster_id_for_ca(ca_pem)
+    if not store.quorum(cluster_id):
+        die(f"Error from server: {fleetstore.REQUEST_TIMED_OUT}")
+    return store, cluster_id
 
 
 def node_object(node: dict[str, Any]) -> dict[str, Any]:
@@ -69,9 +74,27 @@ def node_object(node: dict[str, Any]) -> dict[str, Any]:
     if node.get("unschedulable"):
         taints.append({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule",
                        "timeAdded": _iso(node.get("cordonedAt", time.time()))})
-    if not node["ready"]:
-        taints.append({"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"})
+    ready_status, ready_reason, ready_message = node["readyCondition"]
+    if ready_status != "True":
+        key = "unreachable" if ready_status == "Unknown" else "not-ready"
+        taints.append({"key": f"node.kubernetes.io/{key}", "effect": "NoSchedule"})
     created = _iso(node.get("created", time.time()))
+    annotations = {"rke2.io/node-args": "[]", "rke2.io/hostname": node["host"]}
+    since = float(node.get("activeAt") or node.get("created") or time.time())
+    if ready_status == "True":
+        since += float(node.get("readyDelay") or 0)
+    conditions = [{
+        "type": "Ready", "status": ready_status, "reason": ready_reason, "message": ready_message,
+        "lastTransitionTime": _iso(since),
+    }]
+    if node["role"] == "server":
+        member = node.get("etcdMember")
+        if member:
+            annotations["etcd.rke2.cattle.io/node-name"] = member[0]
+            annotations["etcd.rke2.cattle.io/node-address"] = member[1]
+        status, reason, message = node["voterCondition"]
+        conditions.append({"type": "EtcdIsVoter", "status": status, "reason": reason, "message": message,
+                           "lastTransitionTime": created})
     spec: dict[str, Any] = {"podCIDR": "10.42.0.0/24"}
     if node.get("unschedulable"):
         spec["unschedulable"] = True
@@ -81,19 +104,12 @@ def node_object(node: dict[str, Any]) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": node["name"], "labels": labels, "creationTimestamp": created,
-                     "annotations": {"rke2.io/node-args": "[]", "rke2.io/hostname": node["host"]}},
+                     "annotations": annotations},
         "spec": spec,
         "status": {
             "addresses": [{"type": "InternalIP", "address": node["address"]},
                           {"type": "Hostname", "address": node["host"]}],
-            "conditions": [{
-                "type": "Ready",
-                "status": "True" if node["ready"] else "Unknown",
-                "reason": "KubeletReady" if node["ready"] else "NodeStatusUnknown",
-                "message": "kubelet is posting ready status" if node["ready"]
-                else "Kubelet stopped posting node status.",
-                "lastTransitionTime": created,
-            }],
+            "conditions": conditions,
             "nodeInfo": {"kubeletVersion": node["version"], "kubeProxyVersion": node["version"],
                          "containerRuntimeVersion": "containerd://2.1.5-k3s1",
                          "osImage": "Debian GNU/Linux 12 (bookworm)", "kernelVersion": os.uname().release,

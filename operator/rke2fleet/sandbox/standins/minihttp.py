@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     Handler = Callable[[str, str, bytes], tuple[int, str, str]]
 
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           411: "Length Required", 431: "Request Header Fields Too Large", 501: "Not Implemented"}
+           411: "Length Required", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
+           501: "Not Implemented", 503: "Service Unavailable"}
+METHODS = ("GET", "POST", "PUT")
 MAX_LINE = 65536
 MAX_HEADERS = 100
 CONNECTION_TIMEOUT = 10.0  # a client that stalls mid-request does not hold a thread forever
@@ -77,7 +79,7 @@ def _answer(conn: socket.socket, handler: Handler) -> None:
             except BadRequest as exc:
                 status, text, ctype = exc.status, str(exc), "text/plain"
             else:
-                if method not in ("GET", "POST"):
+                if method not in METHODS:
                     status, text, ctype = 501, f"Unsupported method ({method!r})", "text/plain"
                 else:
                     status, text, ctype = handler(method, path, body)
@@ -128,7 +130,7 @@ def request(host: str, port: int, method: str, path: str, body: bytes = b"",
     stalls past ``timeout`` or closes without answering (urllib's texts: "[Errno 111] Connection
     refused", "timed out", "Remote end closed connection without response")."""
     head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
-    if method == "POST":
+    if method in ("POST", "PUT"):
         head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
     address = (host_arg(host), port)  # bytes reach getaddrinfo, which takes them; typeshed says str
     with socket.create_connection(address, timeout=timeout) as sock:  # type: ignore[arg-type]

@@ -1,8 +1,21 @@
 """The ``rke2`` stand-in behind ``rke2.py`` (the entry script answers ``--version`` without importing this).
 
 ``rke2 server|agent`` (config.yaml + drop-ins, first server / join over the supervisor port 9345,
-the shared datastore); ``rke2 etcd-snapshot save|ls``; other subcommands exist but say they are not
-implemented in the sandbox. The supervisor speaks plain HTTP on 9345.
+the shared datastore, etcd membership and the cluster token as RKE2 checks them, leaf
+certificates); ``rke2 etcd-snapshot save|ls``; ``rke2 token rotate``; ``rke2 certificate
+rotate|check``; other subcommands exist but say they are not implemented in the sandbox. The
+supervisor speaks plain HTTP on 9345.
+
+A server start, as k3s's etcd code does it:
+  * a local datastore (``<data-dir>/server/db/etcd``) exists: an existing member. Its token
+    (configured, else ``server/token``) must be the cluster's ("bootstrap data already found and
+    encrypted with different token") and its member must still be in the cluster ("this server is a
+    not a member of the etcd cluster"); both are fatal.
+  * none, and no ``server:``: a new cluster, this server its one voter.
+  * none, and a ``server:``: join over 9345 (token checked against the cluster's current token),
+    then MemberAddAsLearner, retried every second while another learner exists
+    ("Waiting for other members to finish joining etcd cluster: ..."): the unit stays activating.
+Every such refusal is recorded in the datastore as a ``start-refused`` event.
 """
 
 from __future__ import annotations
@@ -93,6 +106,15 @@ def log(level: str, msg: str) -> None:
 def fatal(msg: str) -> NoReturn:
     log("fatal", msg)
     sys.exit(1)
+
+
+def refuse(ctx: NodeContext, cluster: str, reason: str, msg: str) -> NoReturn:
+    """Fatal, and recorded in the datastore: the cluster refused this node's start."""
+    try:
+        ctx.store.refused(cluster, ctx.node_name, ctx.role, ctx.version, reason, msg)
+    except OSError:
+        pass
+    fatal(msg)
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -252,6 +274,33 @@ class NodeContext:
     def ca_path(self) -> str:
         return os.path.join(self.data_dir, "server", "tls", "server-ca.crt")
 
+    @property
+    def etcd_dir(self) -> str:
+        return os.path.join(self.data_dir, "server", "db", "etcd")
+
+    def host_seconds(self, key: str, switch: str | None = None) -> float:
+        """A delay of this host: its fault switch file if set, else host.json's ``key``, else 1 s."""
+        value = common.fault_seconds(switch) if switch else None
+        if value is None:
+            try:
+                value = float(self.info.get(key, fleetstore.DEFAULT_READY_DELAY))
+            except (TypeError, ValueError):
+                value = fleetstore.DEFAULT_READY_DELAY
+        return value
+
+    def member_name(self) -> str:
+        """``<node>-<8 hex>``, kept in ``server/db/etcd/name`` (a new one when the file is gone)."""
+        path = os.path.join(self.etcd_dir, "name")
+        try:
+            return read_text(path).strip()
+        except FileNotFoundError:
+            return f"{self.node_name}-{os.urandom(4).hex()}"
+
+    def write_member(self, name: str) -> None:
+        """The local datastore: the member's name file and its write-ahead log directory."""
+        os.makedirs(os.path.join(self.etcd_dir, "member", "wal"), exist_ok=True)
+        common.write_atomic(os.path.join(self.etcd_dir, "name"), name + "\n", 0o600)
+
     def node_password_hash(self) -> str:
         if not os.path.exists(NODE_PASSWORD_FILE):
             common.write_atomic(NODE_PASSWORD_FILE, os.urandom(16).hex() + "\n", 0o600)
@@ -275,6 +324,7 @@ class NodeContext:
             "pidStart": self.pid_start,
             "address": self.address,
             "host": self.info["name"],
+            "faultsDir": self.info.get("faultsDir"),
             "labels": labels,
             "taints": taints,
         }
@@ -326,11 +376,16 @@ class NodeContext:
             os.unlink(tmp)
         os.symlink(f"{rel}/bin", tmp)
         os.replace(tmp, os.path.join(self.data_dir, "bin"))
-        for sub in ("agent/pod-manifests", "server/manifests", "server/db/etcd", "server/db/snapshots"):
+        # Not server/db/etcd: its existence is what makes a server an existing etcd member.
+        for sub in ("agent/pod-manifests", "server/manifests", "server/db/snapshots"):
             os.makedirs(os.path.join(self.data_dir, sub), exist_ok=True)
 
 
 # -- supervisor HTTP (port 9345) and the API port ---------------------------------------------------
+UNHEALTHY_ETCD = ("[+]ping ok\n[+]log ok\n[-]etcd failed: reason withheld\n"
+                  "[+]poststarthook/start-apiserver-admission-initializer ok\n")
+
+
 def serve(ctx: NodeContext) -> None:
     import json
 
@@ -339,16 +394,23 @@ def serve(ctx: NodeContext) -> None:
     else:
         import minihttp
 
+    def token_accepted(password: object, role: object) -> bool:
+        """Against the cluster's CURRENT token (a rotation applies at once), or the agent token."""
+        if not isinstance(password, str):
+            return False
+        current = ctx.store.token_matches(ctx.cluster, password)
+        accepted = password == ctx.password if current is None else current  # None: none recorded yet
+        if not accepted and role != "server" and ctx.agent_password:
+            accepted = password == ctx.agent_password
+        return accepted
+
     def join_reply(body: bytes) -> tuple[int, str, str]:
         try:
             req = json.loads(body or b"{}")
             node, node_password_hash = req["node"], req["nodePasswordHash"]
         except (ValueError, KeyError, TypeError):
             return 400, "invalid join request", "text/plain"
-        accepted = {ctx.password} | ({ctx.agent_password} if ctx.agent_password else set())
-        if req.get("role") == "server":
-            accepted = {ctx.password}
-        if req.get("password") not in accepted:
+        if not token_accepted(req.get("password"), req.get("role")):
             return 401, "Unauthorized", "text/plain"
         if req.get("role") == "server":
             theirs = req.get("critical", {})
@@ -361,9 +423,25 @@ def serve(ctx: NodeContext) -> None:
             return 403, error, "text/plain"
         return 200, json.dumps({"cluster": ctx.cluster}), "application/json"
 
-    def supervisor(method: str, path: str, body: bytes) -> tuple[int, str, str]:
-        if method == "POST":
-            return join_reply(body) if path == "/v1-rke2/join" else (404, "404 page not found", "text/plain")
+    def rotate_reply(body: bytes) -> tuple[int, str, str]:
+        """PUT /v1-rke2/token: authenticated with the old token, sets the cluster's new one."""
+        try:
+            req = json.loads(body or b"{}")
+            old, new = str(req["token"]), str(req["newToken"])
+        except (ValueError, KeyError, TypeError):
+            return 400, "invalid token rotate request", "text/plain"
+        if not new:
+            return 400, "new token must not be empty", "text/plain"
+        if not ctx.store.quorum(ctx.cluster):  # the new token is written to etcd
+            return 500, fleetstore.REQUEST_TIMED_OUT, "text/plain"
+        if not ctx.store.rotate_token(ctx.cluster, ctx.node_name, fleetstore.token_hash(old),
+                                      fleetstore.token_hash(new)):
+            return 401, "Unauthorized", "text/plain"
+        ctx.password = new
+        ctx.write_token_files()
+        return 200, "", "text/plain"
+
+    def common_reply(path: str) -> tuple[int, str, str]:
         if path == "/cacerts":
             return 200, ctx.ca_pem, "text/plain"
         if path in ("/ping", "/readyz", "/healthz", "/livez"):
@@ -372,12 +450,25 @@ def serve(ctx: NodeContext) -> None:
             return 200, json.dumps({"gitVersion": ctx.version}), "application/json"
         return 404, "404 page not found", "text/plain"
 
-    for port in (SUPERVISOR_PORT, API_PORT):
+    def supervisor(method: str, path: str, body: bytes) -> tuple[int, str, str]:
+        if method == "POST":
+            return join_reply(body) if path == "/v1-rke2/join" else (404, "404 page not found", "text/plain")
+        if method == "PUT":
+            return rotate_reply(body) if path == "/v1-rke2/token" else (404, "404 page not found", "text/plain")
+        return common_reply(path)
+
+    def api(method: str, path: str, body: bytes) -> tuple[int, str, str]:
+        """6443: the health endpoints fail while etcd has no quorum, as the apiserver's etcd check does."""
+        if method == "GET" and path in ("/readyz", "/healthz", "/livez") and not ctx.store.quorum(ctx.cluster):
+            return 500, f"{UNHEALTHY_ETCD}{path[1:]} check failed\n", "text/plain"
+        return supervisor(method, path, body)
+
+    for port, handler in ((SUPERVISOR_PORT, supervisor), (API_PORT, api)):
         try:
             sock = minihttp.listen(ctx.address, port)
         except OSError as exc:
             fatal(f"starting kubernetes: listen tcp {ctx.address}:{port}: bind: {(exc.strerror or str(exc)).lower()}")
-        minihttp.serve_in_background(sock, supervisor)
+        minihttp.serve_in_background(sock, handler)
 
 
 # -- joining ------------------------------------------------------------------------------------------
@@ -411,11 +502,12 @@ def join(ctx: NodeContext, server_url: str, token: str) -> None:
     if status != 200:  # urllib raised for every non-2xx answer too, its reason being the status text
         fatal(f'{prefix}failed to get CA certs: Get "{shown}/cacerts": dial tcp {host}:{port}: connect: {reason}')
     ca_pem = body.decode()
+    cluster = fleetstore.cluster_id_for_ca(ca_pem)  # the cluster this node asks to join
     expected_hash, password = parse_token(token)
     actual_hash = hashlib.sha256(ca_pem.encode()).hexdigest()
     if expected_hash is not None and expected_hash != actual_hash:
-        fatal(f"{prefix}token CA hash does not match the Cluster CA certificate hash: "
-              f"{expected_hash} != {actual_hash}")
+        refuse(ctx, cluster, "ca-hash", f"{prefix}token CA hash does not match the Cluster CA certificate hash: "
+               f"{expected_hash} != {actual_hash}")
     request = json.dumps({
         "password": password,
         "role": ctx.role,
@@ -429,9 +521,12 @@ def join(ctx: NodeContext, server_url: str, token: str) -> None:
         fatal(f'{prefix}failed to join: Post "{shown}/v1-rke2/join": {exc}')
     detail = body.decode(errors="replace").strip()
     if status == 401:
-        fatal(f"{prefix}failed to validate token: {shown}/v1-rke2/server-bootstrap: 401 Unauthorized")
+        refuse(ctx, cluster, "unauthorized",
+               f"{prefix}failed to validate token: {shown}/v1-rke2/server-bootstrap: 401 Unauthorized")
     if status == 400:
-        fatal(f"{prefix}failed to validate server configuration: {detail}")
+        refuse(ctx, cluster, "config", f"{prefix}failed to validate server configuration: {detail}")
+    if status == 403:
+        refuse(ctx, cluster, "node-password", f"{prefix}{detail}")
     if not 200 <= status < 300:
         fatal(f"{prefix}{detail}")
     try:
@@ -440,6 +535,80 @@ def join(ctx: NodeContext, server_url: str, token: str) -> None:
         fatal(f'{prefix}failed to join: Post "{shown}/v1-rke2/join": invalid response from the server')
     ctx.ca_pem = ca_pem
     ctx.password = password
+
+
+# -- etcd -----------------------------------------------------------------------------------------------
+ETCD_PREFIX = "starting kubernetes: preparing server: start managed database: "
+
+
+def start_existing_member(ctx: NodeContext, token: str | None) -> None:
+    """A server with a local datastore: its token and its membership are checked; no join."""
+    try:
+        ctx.ca_pem = read_text(ctx.ca_path)
+    except FileNotFoundError:
+        fatal(f"starting kubernetes: preparing server: failed to read {ctx.ca_path}: no such file or directory")
+    ctx.cluster = fleetstore.cluster_id_for_ca(ctx.ca_pem)
+    token_file = os.path.join(ctx.data_dir, "server", "token")
+    if token is None and os.path.exists(token_file):
+        token = read_text(token_file).strip()
+    ctx.password = parse_token(token)[1] if token else ""
+    name = ctx.member_name()
+    refused = ctx.store.start_member(ctx.cluster, name, ctx.node_name, ctx.address, ctx.pid, ctx.pid_start,
+                                     fleetstore.token_hash(ctx.password))
+    if refused is not None:
+        reason, error = refused
+        refuse(ctx, ctx.cluster, reason,
+               f"starting kubernetes: preparing server: {error}" if reason == "token" else ETCD_PREFIX + error)
+    log("info", f"Starting etcd member {name} of an existing cluster (local datastore found)")
+    rejected = ctx.store.register(ctx.cluster, ctx.node_record(), ctx.node_password_hash())
+    if rejected:
+        refuse(ctx, ctx.cluster, "node-password", rejected)
+
+
+def start_new_cluster(ctx: NodeContext, token: str | None) -> None:
+    """The init server (no ``server:``) without a local datastore: a new etcd cluster."""
+    if os.path.exists(ctx.ca_path):
+        ctx.ca_pem = read_text(ctx.ca_path)
+    else:
+        ctx.ca_pem = random_pem("CERTIFICATE")
+        common.write_atomic(ctx.ca_path, ctx.ca_pem, 0o644)
+    token_file = os.path.join(ctx.data_dir, "server", "token")
+    if token:
+        ctx.password = parse_token(token)[1]
+    elif os.path.exists(token_file):
+        ctx.password = parse_token(read_text(token_file).strip())[1]
+    else:
+        ctx.password = os.urandom(16).hex()  # what secrets.token_hex(16) returns, without its imports
+    ctx.cluster = fleetstore.cluster_id_for_ca(ctx.ca_pem)
+    name = ctx.member_name()
+    error = ctx.store.register(ctx.cluster, ctx.node_record(), ctx.node_password_hash())
+    if error:
+        refuse(ctx, ctx.cluster, "node-password", error)
+    ctx.store.new_cluster(ctx.cluster, name, ctx.node_name, ctx.address, ctx.pid, ctx.pid_start,
+                          fleetstore.token_hash(ctx.password))
+    log("info", f"Starting etcd for new cluster, member {name}={fleetstore.peer_url(ctx.address)}")
+    ctx.write_member(name)
+
+
+def join_etcd(ctx: NodeContext) -> None:
+    """MemberAddAsLearner, retried every second while etcd answers that another learner exists (or
+    while it has no quorum); the unit stays activating meanwhile."""
+    import time
+
+    name = ctx.member_name()
+    delay = ctx.host_seconds("learnerPromoteDelay")
+    while True:
+        answer = ctx.store.add_learner(ctx.cluster, name, ctx.node_name, ctx.address, ctx.pid, ctx.pid_start,
+                                       delay)
+        if answer is None:
+            break
+        error, retry = answer
+        if not retry:
+            refuse(ctx, ctx.cluster, "member-exists", ETCD_PREFIX + error)
+        log("info", f"Waiting for other members to finish joining etcd cluster: {error}")  # every retry, as k3s
+        time.sleep(1)
+    log("info", f"Adding member {name}={fleetstore.peer_url(ctx.address)} to etcd cluster as a learner")
+    ctx.write_member(name)
 
 
 # -- rke2 server / agent -------------------------------------------------------------------------------
@@ -465,34 +634,26 @@ def run_node(role: str, version: str, args: list[str]) -> NoReturn:
     if role == "server" and config.get("agent-token"):
         ctx.agent_password = parse_token(str(config["agent-token"]))[1]
 
-    if role == "server" and not server_url:  # first server: owns the CA and the token
-        if os.path.exists(ctx.ca_path):
-            ctx.ca_pem = read_text(ctx.ca_path)
-        else:
-            ctx.ca_pem = random_pem("CERTIFICATE")
-            common.write_atomic(ctx.ca_path, ctx.ca_pem, 0o644)
-        token_file = os.path.join(ctx.data_dir, "server", "token")
-        if token:
-            ctx.password = parse_token(token)[1]
-        elif os.path.exists(token_file):
-            ctx.password = parse_token(read_text(token_file).strip())[1]
-        else:
-            ctx.password = os.urandom(16).hex()  # what secrets.token_hex(16) returns, without its imports
-        ctx.cluster = fleetstore.cluster_id_for_ca(ctx.ca_pem)
-        error = ctx.store.register(ctx.cluster, ctx.node_record(), ctx.node_password_hash())
-        if error:
-            fatal(error)
+    joining = False
+    if role == "server" and os.path.isdir(ctx.etcd_dir):
+        start_existing_member(ctx, token)
+    elif role == "server" and not server_url:
+        start_new_cluster(ctx, token)
     else:
         assert server_url and token
         join(ctx, str(server_url), token)
-        if role == "server":
-            common.write_atomic(ctx.ca_path, ctx.ca_pem, 0o644)
+        joining = role == "server"
 
     notify = os.environ.get("NOTIFY_FILE")
     if notify:  # lets the systemctl stand-in record the node's exit
         common.write_atomic(os.path.join(os.path.dirname(notify), "node.json"), json.dumps({
             "cluster": ctx.cluster, "node": ctx.node_name, "role": role, "version": version,
             "datastoreDir": ctx.info["datastoreDir"]}))
+    if role == "server":
+        common.write_atomic(ctx.ca_path, ctx.ca_pem, 0o644)
+    if joining:
+        join_etcd(ctx)
+    ensure_certificates(ctx)
     ctx.write_data_dir()
     if role == "server":
         ctx.write_token_files()
@@ -502,11 +663,38 @@ def run_node(role: str, version: str, args: list[str]) -> NoReturn:
         log("info", f"Waiting for the node to become ready (sandbox start-delay {delay}s)")
         time.sleep(delay)
     log("info", "rke2 is up and running" if role == "server" else "rke2 agent is up and running")
-    ctx.store.mark(ctx.cluster, ctx.node_name, "ready")
+    ctx.store.mark(ctx.cluster, ctx.node_name, "ready", activeAt=time.time(),
+                   readyDelay=ctx.host_seconds("nodeReadyDelay", "node-ready-delay"))
     if notify:
         common.write_atomic(notify, "READY=1\n")
     while True:
         time.sleep(3600)
+
+
+# -- certificates ----------------------------------------------------------------------------------
+def ensure_certificates(ctx: NodeContext) -> None:
+    """Issue the node's leaf certificates at its first start, renew those inside the renewal window.
+
+    The check reads a small JSON index (no ``cryptography`` on a plain restart); issuing runs in a
+    short-lived child (``rke2_certs.py ensure``), so the long-lived daemon never loads it."""
+    if TYPE_CHECKING:
+        from rke2fleet.sandbox.standins import rke2_certs
+    else:
+        import rke2_certs
+
+    window = rke2_certs.renewal_window_days(ctx.version)
+    if not rke2_certs.needs_work(ctx.data_dir, ctx.role, window):
+        return
+    argv = [str(ctx.info["python"]), "-s", os.path.join(str(ctx.info["standinsDir"]), "rke2_certs.py"), "ensure",
+            "--data-dir", ctx.data_dir, "--role", ctx.role, "--node", ctx.node_name, "--address", ctx.address,
+            "--window", str(window)]
+    code, lines = rke2_certs.run_child(argv)
+    if code != 0:
+        tail = " ".join(line for line in lines if not line.startswith(rke2_certs.REPORT))[-500:]
+        fatal(f"starting kubernetes: preparing server: failed to generate certificates: {tail}")
+    for line in lines:
+        if line.startswith(rke2_certs.REPORT):
+            log("info", line[len(rke2_certs.REPORT):])
 
 
 # -- other subcommands ------------------------------------------------------------------------------
@@ -546,6 +734,90 @@ def etcd_snapshot(args: list[str]) -> int:
     return 1
 
 
+ROTATE_WARNING = ("WARNING: Recommended to keep a record of the old token. If restoring from a snapshot, "
+                  "you must use the token associated with that snapshot.")
+
+
+def token_command(args: list[str]) -> int:
+    """``rke2 token rotate [--token OLD] [--new-token NEW]``, through the local supervisor port."""
+    import json
+
+    if TYPE_CHECKING:
+        from rke2fleet.sandbox.standins import minihttp
+    else:
+        import minihttp
+
+    sub = args[0] if args and not args[0].startswith("-") else ""
+    if sub != "rotate":
+        print(f"rke2 token {sub}: not implemented in the sandbox (only rotate)", file=sys.stderr)
+        return 1
+    flags = parse_flags(args[1:])
+    config = load_config(str(flags.get("config", CONFIG_FILE)))
+    data_dir = str(flags.get("data-dir", config.get("data-dir", "/var/lib/rancher/rke2")))
+    print(ROTATE_WARNING, flush=True)
+    old = flags.get("token")
+    if not old or old is True:
+        try:
+            old = read_text(os.path.join(data_dir, "server", "token")).strip()
+        except OSError as exc:
+            log("fatal", f"failed to read token: {exc}")
+            return 1
+    new = flags.get("new-token")
+    if not new or new is True:
+        new = os.urandom(8).hex()  # 16 characters
+    server = str(flags.get("server", f"https://127.0.0.1:{SUPERVISOR_PORT}"))
+    host, port = split_server_url(server)
+    shown = f"https://{host}:{port}/v1-rke2/token"
+    if host in ("127.0.0.1", "localhost"):
+        host = str(common.host_info()["address"])
+    body = json.dumps({"token": parse_token(str(old))[1], "newToken": parse_token(str(new))[1]}).encode()
+    try:
+        status, reason, _ = minihttp.request(host, port, "PUT", "/v1-rke2/token", body)
+    except OSError as exc:
+        log("fatal", f'Put "{shown}": dial tcp {host}:{port}: connect: {str(exc.strerror or exc).lower()}')
+        return 1
+    if status != 200:
+        log("fatal", f"{shown}: {status} {reason}")
+        return 1
+    print("Token rotated, restart rke2 nodes with new token")
+    return 0
+
+
+def certificate_command(version: str, args: list[str]) -> int:
+    """``rke2 certificate rotate [--service S]...`` and ``rke2 certificate check [--output table]``."""
+    if TYPE_CHECKING:
+        from rke2fleet.sandbox.standins import rke2_certs
+    else:
+        import rke2_certs
+
+    sub = args[0] if args and not args[0].startswith("-") else ""
+    rest = args[1:] if sub else args
+    services: list[str] = []
+    other: list[str] = []
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg in ("--service", "-s") and i + 1 < len(rest):
+            services += [s for s in rest[i + 1].split(",") if s]
+            i += 2
+            continue
+        if arg.startswith("--service="):
+            services += [s for s in arg.split("=", 1)[1].split(",") if s]
+        else:
+            other.append(arg)
+        i += 1
+    flags = parse_flags(other)
+    config = load_config(str(flags.get("config", CONFIG_FILE)))
+    data_dir = str(flags.get("data-dir", config.get("data-dir", "/var/lib/rancher/rke2")))
+    if sub == "rotate":
+        return rke2_certs.rotate(data_dir, services, log)
+    if sub == "check":
+        output = str(flags.get("output", flags.get("o", "text")))
+        return rke2_certs.check(data_dir, output, rke2_certs.renewal_window_days(version), log)
+    print(f"rke2 certificate {sub}: not implemented in the sandbox (rotate, check)", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str]) -> int:
     version = DEFAULT_VERSION
     if argv[:1] == ["--standin-version"]:
@@ -559,7 +831,11 @@ def main(argv: list[str]) -> int:
         run_node(command, version, rest)
     if command == "etcd-snapshot":
         return etcd_snapshot(rest)
-    if command in ("token", "certificate", "secrets-encrypt", "completion"):
+    if command == "token":
+        return token_command(rest)
+    if command == "certificate":
+        return certificate_command(version, rest)
+    if command in ("secrets-encrypt", "completion"):
         print(f"rke2 {command}: not implemented in the sandbox", file=sys.stderr)
         return 1
     print(f"Incorrect Usage: no such command {command!r}", file=sys.stderr)
