@@ -1,6 +1,9 @@
 -- Argo CD health of RKE2Cluster and RKE2Node (rke2fleet.io): both kinds share one status contract. Same rules as kstatus/Flux:
 -- status not yet for this generation -> Progressing; Stalled=True -> Degraded;
 -- phase Paused -> Suspended; Ready=True -> Healthy; otherwise Progressing with Ready's message.
+-- One addition kstatus has no word for: a cluster that lost a node (phase Degraded), or a node that
+-- stopped answering or that its cluster no longer counts (phase Unreachable, NotReady), is Degraded
+-- while the operator keeps retrying (kstatus: InProgress; Flux: not Ready).
 local hs = {}
 
 local function condition(status, ctype)
@@ -50,6 +53,12 @@ if status.phase == "Paused" then
 end
 
 local ready = condition(status, "Ready")
+if status.phase == "Degraded" or status.phase == "NotReady" or status.phase == "Unreachable" then
+  hs.status = "Degraded"
+  hs.message = text(ready, status.phase)
+  return hs
+end
+
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = text(ready, "Ready")

@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 import yaml
 from deploy_testlib import DEPLOY
+from tests.gitops_health import SAMPLES as SAMPLE_DIR
+from tests.gitops_health import argocd_health, check_agreement, flux_ready, kstatus
 
-SAMPLES = sorted((Path(__file__).parent / "samples").glob("*.yaml"))
+# Every sample is an object seen in a live end-to-end run (tests/e2e, see tests/gitops_health.py).
+SAMPLES = sorted(SAMPLE_DIR.glob("*.yaml"))
 # One script for both kinds (they share the status contract); each kind's samples run through it.
 HEALTH_SCRIPTS = {
     "RKE2Cluster": DEPLOY / "argocd" / "health.lua",
@@ -17,54 +20,13 @@ HEALTH_SCRIPTS = {
 }
 
 
-def _to_lua(lua: Any, value: Any) -> Any:
-    if isinstance(value, dict):
-        return lua.table_from({k: _to_lua(lua, v) for k, v in value.items()})
-    if isinstance(value, list):
-        return lua.table_from([_to_lua(lua, v) for v in value])
-    return value
-
-
-def argocd_health(script: str, obj: dict[str, Any]) -> tuple[str, str]:
-    """Run a health script the way Argo CD does: `obj` global in, table with status/message out."""
-    import lupa
-
-    lua = lupa.LuaRuntime(unpack_returned_tuples=True)
-    lua.globals().obj = _to_lua(lua, obj)
-    result = lua.execute(script)
-    return str(result["status"]), str(result["message"] or "")
-
-
-def _condition(obj: dict[str, Any], ctype: str) -> str | None:
-    for c in obj.get("status", {}).get("conditions", []):
-        if c["type"] == ctype:
-            return str(c["status"])
-    return None
-
-
-def kstatus(obj: dict[str, Any]) -> str:
-    """kstatus (sigs.k8s.io/cli-utils) for custom resources, as the brief states the rule."""
-    if obj["metadata"].get("generation") != obj.get("status", {}).get("observedGeneration"):
-        return "InProgress"
-    if _condition(obj, "Reconciling") == "True":
-        return "InProgress"
-    if _condition(obj, "Stalled") == "True":
-        return "Failed"
-    return "Current"
-
-
-def flux_ready(obj: dict[str, Any]) -> bool:
-    """Flux: Ready=True, and only when the status speaks of the current generation."""
-    observed = obj.get("status", {}).get("observedGeneration")
-    return _condition(obj, "Ready") == "True" and observed == obj["metadata"].get("generation")
-
-
 def _load(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     doc = yaml.safe_load(path.read_text())
     return doc["object"], doc["expected"]
 
 
-def test_samples_cover_every_argocd_outcome_for_both_kinds() -> None:
+def test_samples_were_captured_live_and_cover_every_argocd_outcome_for_both_kinds() -> None:
+    assert all(p.read_text().startswith("# Captured from a live end-to-end run") for p in SAMPLES)
     seen = {(_load(p)[0]["kind"], _load(p)[1]["argocd"]) for p in SAMPLES}
     for kind in HEALTH_SCRIPTS:
         assert {"Healthy", "Progressing", "Degraded", "Suspended"} <= {s for k, s in seen if k == kind}
@@ -73,11 +35,9 @@ def test_samples_cover_every_argocd_outcome_for_both_kinds() -> None:
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.stem)
 def test_argocd_health_check(sample: Path) -> None:
     obj, expected = _load(sample)
-    status, message = argocd_health(HEALTH_SCRIPTS[obj["kind"]].read_text(), obj)
+    status, message = argocd_health(obj, HEALTH_SCRIPTS[obj["kind"]].read_text())
     assert status == expected["argocd"]
-    if "message" in expected:
-        assert message == expected["message"]
-    assert message, "Argo CD shows the message: it must never be empty"
+    assert message == expected["message"]
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.stem)
@@ -85,11 +45,7 @@ def test_kstatus_and_flux_agree_with_the_samples(sample: Path) -> None:
     obj, expected = _load(sample)
     assert kstatus(obj) == expected["kstatus"]
     assert flux_ready(obj) is expected["fluxReady"]
-    # Whatever Argo CD calls Healthy, Flux counts Ready and kstatus Current, and the reverse
-    # for Degraded/Failed: the three tools never contradict each other on these samples.
-    argocd = expected["argocd"]
-    assert (argocd == "Healthy") == flux_ready(obj)
-    assert (argocd == "Degraded") == (kstatus(obj) == "Failed")
+    check_agreement(obj, {**expected, "message": expected["message"]})
 
 
 @pytest.mark.parametrize("kind", sorted(HEALTH_SCRIPTS))

@@ -12,6 +12,7 @@ from rke2fleet.sandbox.installer import installer_stats
 from rke2fleet.sandbox.manifests import cluster, cluster_manifests, node, ssh_secret
 from tests.e2e.conftest import E2E
 from tests.e2e.harness import NS, Kube, datastore_events, sh
+from tests.gitops_health import assert_gitops
 
 pytestmark = [pytest.mark.sandbox]
 
@@ -114,6 +115,9 @@ def test_host_key_mismatch_touches_nothing(e2e: E2E) -> None:
     name = sb.servers[0].name
     c = kube.wait("HostKeyVerified=False", lambda: cond_is(kube, name, "HostKeyVerified", "False"), 30)
     assert "SHA256:" in c["message"], c["message"]
+    assert cond_is(kube, name, "Ready", "Unknown", "HostKeyNotVerified")
+    assert_gitops(kube.get("rke2nodes", name) or {}, "node-degraded-hostkey", argocd="Degraded", kstatus="Failed",
+                  flux=False, why="the host presented another key than the pinned one")  # fmt: skip
     assert kube.wait("HostKeyRejected Event", lambda: warning_events(kube, name, "HostKeyRejected"), 10)
     assert not rke2_installed(sb, sb.servers[0])
     assert not sh(sb, sb.servers[0], "ls /etc/rancher/rke2 2>/dev/null").strip()
@@ -197,8 +201,11 @@ def test_paused_cluster_touches_no_host(e2e: E2E) -> None:
     assert kube
     kube.apply(cluster_manifests(sb, "zzz", extra_spec={"paused": True}))
     e2e.operator()
-    kube.wait_phase("rke2clusters", "zzz", "Paused", timeout=30)
-    kube.wait_phase("rke2nodes", sb.servers[0].name, "Paused", timeout=30)
+    cl = kube.wait_phase("rke2clusters", "zzz", "Paused", timeout=30)
+    paused = kube.wait_phase("rke2nodes", sb.servers[0].name, "Paused", timeout=30)
+    why = "spec.paused: true before the first pass"
+    assert_gitops(cl, "cluster-suspended-paused", argocd="Suspended", kstatus="Current", flux=False, why=why)
+    assert_gitops(paused, "node-suspended-paused", argocd="Suspended", kstatus="Current", flux=False, why=why)
     time.sleep(3)
     assert not any(rke2_installed(sb, h) for h in sb.hosts)
     kube.patch_spec("rke2clusters", "zzz", {"paused": False})

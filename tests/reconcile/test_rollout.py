@@ -103,7 +103,16 @@ VIEWS: list[tuple[str, list[dict[str, Any]], str, list[str], list[str], str | No
         "failed",
     ),
     (
-        "failed but already at target: no halt",
+        "upgraded, then not counted by the cluster: halts the nodes behind it",
+        [entry("s1", T, "NotReady"), entry("s2", OLD), entry("a1", OLD)],
+        "Halted",
+        ["s1"],
+        [],
+        "s1",
+        "failed",
+    ),
+    (
+        "failed but every node at target: no rollout to halt",
         [entry("s1", T), entry("a1", T, "Failed", "x")],
         "Done",
         ["a1", "s1"],

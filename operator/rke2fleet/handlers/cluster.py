@@ -47,6 +47,8 @@ def poke_disagreeing(fleet: FleetState, namespace: str, entries: list[Any], heal
         st = e["status"]
         if not (st.get("runningVersion") or indexes.condition_true(st, "ServiceActive")):
             continue  # not running yet: its own pass is under way
+        if st.get("phase") in ("Failed", "Unreachable"):
+            continue  # its own retries look again; the host may not let us in whatever the cluster says
         if health.available:
             differs = health.serving(indexes.node_name(e), str(e["spec"].get("role"))) != indexes.serving(e)
         else:

@@ -25,7 +25,7 @@ from rke2fleet.reconcile.conditions import Cond
 from rke2fleet.reconcile.quorum import removal_verdict
 
 
-def _refuse(patch: Any, status: Any, generation: Any, body: Any, reason: str, msg: str, delay: float = 30) -> None:
+def _refuse(patch: Any, status: Any, generation: Any, body: Any, reason: str, msg: str, delay: float = 15) -> None:
     """Say why the removal waits, on the object itself and as an Event; Kopf retries it."""
     node_status_patch(
         patch,

@@ -118,9 +118,9 @@ async def reconcile_node(
         fields = {"phase": probed.status.get("phase") or status.get("phase") or "Pending", **probed.status}
         if target is not None:
             _record_accepted_key(fleet, target, fields)
-        node_status_patch(
-            patch, status, generation, fields, [*probed.conditions, Cond("Ready", False, w.reason, str(w))]
-        )
+        # A host that cannot be checked keeps the probe's Ready (Unknown): that outranks waiting.
+        waiting = [] if any(c.type == "Ready" for c in probed.conditions) else [Cond("Ready", False, w.reason, str(w))]
+        node_status_patch(patch, status, generation, fields, [*probed.conditions, *waiting])
         post_events(body, fleet.new_events((namespace, name), probed.events))
         return max(w.delay, probed.retry_after or 0)
 
@@ -164,7 +164,7 @@ async def reconcile_node(
     def release() -> None:
         fleet.busy[ckey].discard(name)
 
-    if status.get("phase") not in ("Ready", "Pending", None):
+    if status.get("phase") not in ("Ready", "NotReady", "Pending", None):
         # Bring-up, once staged (or failed): wait for our turn here, reading only the index,
         # instead of re-reading the host's facts over SSH on every retry (that polling starves
         # the hosts at fleet size). A node never seen yet goes on at once: it stages.

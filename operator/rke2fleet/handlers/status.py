@@ -21,7 +21,7 @@ def kstatus_conditions(phase: str | None, ready: Cond | None) -> list[Cond]:
             Cond("Reconciling", False, "Stalled", msg),
             Cond("Stalled", True, ready.reason if ready else "Failed", msg),
         ]
-    if phase in PROGRESSING or phase in ("Unreachable", "Degraded"):
+    if phase in PROGRESSING or phase in ("Unreachable", "Degraded", "NotReady"):
         return [Cond("Reconciling", True, phase or "Progressing", msg), Cond("Stalled", False, "Progressing", "")]
     return [Cond("Reconciling", False, phase or "Idle", ""), Cond("Stalled", False, phase or "Idle", "")]
 

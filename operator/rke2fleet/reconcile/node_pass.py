@@ -480,6 +480,7 @@ async def _apply(
         return out
     out.status.update(_facts_status(after))
     out.status["configHash"] = after.config_sha256
+    out.status["runningVersion"] = after.running_version if after.unit(desired.role).is_active else None
     out.token_sha256 = after.token_sha256
     if Step.UNCORDON in result.done:
         out.status["cordoned"] = False

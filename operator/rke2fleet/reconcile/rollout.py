@@ -9,6 +9,12 @@ from typing import Any
 from rke2fleet.api import version_key
 
 IN_PROGRESS = ("Draining", "Installing", "Configuring", "Starting")
+UNHEALTHY = ("Failed", "NotReady", "Unreachable")
+
+
+def _why(status: dict[str, Any]) -> str:
+    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return str(status.get("lastError") or ready.get("message") or "failed")
 
 
 def upgrade_problem(current: str, wanted: str) -> tuple[str, str] | None:
@@ -64,13 +70,17 @@ def rollout_view(target: str, nodes: Sequence[dict[str, Any]]) -> RolloutView:
 
     done = sorted(e["name"] for e in nodes if at_target(e))
     current = sorted(e["name"] for e in nodes if not at_target(e) and e["status"].get("phase") in IN_PROGRESS)
+    # While nodes are behind, one that failed, stopped answering or that the cluster does not
+    # count halts the rollout, also once it runs the target: the next node may not go down behind
+    # it. With every node at the target there is no rollout to halt (the cluster is Degraded).
+    behind = len(done) < len(nodes)
     failed = sorted(
-        (e for e in nodes if not at_target(e) and e["status"].get("phase") == "Failed"),
+        (e for e in nodes if behind and e["status"].get("phase") in UNHEALTHY),
         key=lambda e: (e["spec"].get("role") != "server", e["name"]),
     )
     servers_behind = [e for e in nodes if e["spec"].get("role") == "server" and not at_target(e)]
     if failed:
         f = failed[0]
-        return RolloutView(target, "Halted", done, current, f["name"], str(f["status"].get("lastError") or "failed"))
+        return RolloutView(target, "Halted", done, current, f["name"], _why(f["status"]))
     phase = "Servers" if servers_behind else ("Agents" if len(done) < len(nodes) else "Done")
     return RolloutView(target, phase, done, current, None, None)
