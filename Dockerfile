@@ -2,6 +2,7 @@
 # rke2fleet operator image: docker build -t rke2fleet:0.1.0 .
 
 # --- builder: build wheels for the project and its dependencies --------------
+# Only the operator: sandbox/ (rke2fleet-sandbox, the test/demo world) is not copied.
 FROM python:3.11-slim AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1

@@ -17,14 +17,14 @@ test-only:
 	pytest -q -p no:cacheprovider -n 3 --dist load
 
 lint: bootstrap
-	ruff check operator tests bench
+	ruff check operator sandbox tests bench
 	mypy --strict
 
 crds: bootstrap
 	rke2fleet crds --output crds/
 
 bench: bootstrap
-	pip install -q -e '.[bench]' && python bench/fleet_bench.py $(BENCH_ARGS)
+	pip install -q -e '.[bench]' -e ./sandbox && python bench/fleet_bench.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info operator/*.egg-info
+	rm -rf $(VENV) build dist *.egg-info operator/*.egg-info sandbox/build sandbox/*.egg-info

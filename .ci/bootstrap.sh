@@ -22,9 +22,11 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
+# The operator (with its test and bench extras) and the sandbox distribution (sandbox/: the test and
+# demo world, `rke2fleet sandbox|demo`); reinstalled when either pyproject.toml changes.
 stamp="$VENV/.rke2fleet-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ sandbox/pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
-  "$VENV/bin/pip" install -q -e '.[test,bench]'  # bench: the benchmark's smoke test runs in CI too
+  "$VENV/bin/pip" install -q -e '.[test,bench]' -e ./sandbox  # bench: the benchmark's smoke test runs in CI too
   touch "$stamp"
 fi

@@ -16,7 +16,7 @@ from typing import Any
 
 from rke2fleet.api import parse_cluster_spec, parse_node_spec
 from rke2fleet.reconcile.desired import render_config
-from rke2fleet.sandbox.world import Sandbox
+from rke2fleet_sandbox.world import Sandbox
 
 PLAYBOOK = Path(__file__).resolve().parent.parent / "ansible" / "site.yml"
 

@@ -10,9 +10,9 @@ from typing import Any
 
 from fleetbench.operator_proc import NS, TOKEN_SECRET, Api, OperatorProcess
 from fleetbench.sessions import VerboseSshds
-from rke2fleet.sandbox.datastore import Datastore
-from rke2fleet.sandbox.manifests import cluster_manifests
-from rke2fleet.sandbox.world import Sandbox
+from rke2fleet_sandbox.datastore import Datastore
+from rke2fleet_sandbox.manifests import cluster_manifests
+from rke2fleet_sandbox.world import Sandbox
 
 CLUSTER = "bench"
 

@@ -67,13 +67,17 @@ async def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.index(GROUP, VERSION, "rke2clusters")
 async def clusters(*, namespace: Any, name: str, spec: Any, status: Any, uid: str, meta: Any, **_: Any) -> Any:
-    entry = {"spec": dict(spec), "status": dict(status), "uid": uid, "generation": meta.get("generation")}
+    # The fields of the operator's ClusterRecord (rke2fleet.engine.records), in a plain dict.
+    entry = {"namespace": namespace, "name": name, "spec": dict(spec), "status": dict(status), "uid": uid,
+             "generation": meta.get("generation")}  # fmt: skip
     return {(namespace, name): {**entry, "deleting": bool(meta.get("deletionTimestamp"))}}
 
 
 @kopf.index(GROUP, VERSION, "rke2nodes")
 async def nodes(*, namespace: Any, name: str, spec: Any, status: Any, meta: Any, **_: Any) -> Any:
-    entry = {"name": name, "spec": dict(spec), "status": dict(status)}
+    # The fields of the operator's NodeRecord (rke2fleet.engine.records), in a plain dict.
+    entry = {"namespace": namespace, "name": name, "spec": dict(spec), "status": dict(status),
+             "generation": meta.get("generation")}  # fmt: skip
     _indexed(namespace, name)
     return {(namespace, spec.get("cluster")): {**entry, "deleting": bool(meta.get("deletionTimestamp"))}}
 

@@ -13,8 +13,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from rke2fleet.sandbox import hosts as H
-from rke2fleet.sandbox.world import Sandbox
+from rke2fleet_sandbox import hosts as H
+from rke2fleet_sandbox.world import Sandbox
 
 SESSION_MARK = b"Starting session: "
 CLOSE_MARK = b"Close session: "  # session_close(), also at VERBOSE

@@ -1,7 +1,15 @@
-"""Command line: `rke2fleet run | crds | validate | sandbox | demo`.
+"""Command line: `rke2fleet run | crds | validate`, plus the commands of installed plugins.
 
 Each subcommand lives in the room it belongs to; this module only wires argparse
 and imports lazily so that `rke2fleet validate` does not pay for Kopf's import.
+
+Plugin contract: other distributions add subcommands through the entry point group
+`rke2fleet.commands`. Each entry point names a function `register(subparsers) -> None`, which
+gets the `add_subparsers()` object of the `rke2fleet` parser, adds its subparser(s) and gives
+each `set_defaults(func=...)`, a `Command` (namespace -> exit status). `register` runs on every
+invocation, so it and its module must stay cheap: import heavy things inside `func`.
+The sandbox distribution (`rke2fleet-sandbox`) adds `sandbox` and `demo` this way; the
+operator itself never imports it.
 """
 
 from __future__ import annotations
@@ -9,8 +17,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from typing import TypeAlias
 
 Command = Callable[[argparse.Namespace], int]
+# What a plugin's `register` gets: the value of `ArgumentParser.add_subparsers()`.
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Register = Callable[[Subparsers], None]
+COMMANDS_GROUP = "rke2fleet.commands"
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -40,18 +54,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_operator(args)
 
 
-def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from rke2fleet.sandbox.cli import run_sandbox_command
-
-    return run_sandbox_command(args)
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from rke2fleet.demo import run_demo
-
-    return run_demo(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rke2fleet", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,17 +75,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", "-v", action="store_true")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("sandbox", help="local sshd hosts with RKE2 stand-ins and a Kubernetes API emulator")
-    from rke2fleet.sandbox.cli import add_sandbox_arguments
-
-    add_sandbox_arguments(p)
-    p.set_defaults(func=_cmd_sandbox)
-
-    p = sub.add_parser("demo", help="bring up a sandbox HA cluster end to end and show it converge")
-    p.add_argument("--keep", action="store_true", help="leave the sandbox running at the end")
-    p.add_argument("--state-dir", default=None, help="sandbox state directory")
-    p.set_defaults(func=_cmd_demo)
+    register_plugins(sub)
     return parser
+
+
+def register_plugins(sub: Subparsers) -> list[str]:
+    """Let every installed `rke2fleet.commands` entry point add its subcommands, in name order.
+
+    A plugin that fails to load or register is reported on stderr and skipped: the operator's
+    own commands keep working. Returns the names of the entry points registered.
+    """
+    registered = []
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda ep: ep.name):
+        try:
+            register: Register = ep.load()
+            register(sub)
+        except Exception as exc:  # a broken plugin must not take `rke2fleet run` down with it
+            print(f"rke2fleet: plugin {ep.name} ({ep.value}) skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+            continue
+        registered.append(ep.name)
+    return registered
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from rke2fleet.sandbox.hosts import owns_namespace, pids_in_namespaces
-from rke2fleet.sandbox.state import ProcessRecord, RuntimeRecord, process_start_time
+from rke2fleet_sandbox.hosts import owns_namespace, pids_in_namespaces
+from rke2fleet_sandbox.state import ProcessRecord, RuntimeRecord, process_start_time
 
 RUN_TIMEOUT = 300.0
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rke2fleet.sandbox.world import Sandbox
+from rke2fleet_sandbox.world import Sandbox
 from tests.demo.conftest import DemoRun, assert_nothing_left, snapshot_host_processes
 
 pytestmark = [pytest.mark.sandbox]

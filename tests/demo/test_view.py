@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from rke2fleet.demo_view import ClusterLine, LiveView, NodeRow, elide_kubeconfig, manifests_yaml
+from rke2fleet_sandbox.demo_view import ClusterLine, LiveView, NodeRow, elide_kubeconfig, manifests_yaml
 
 
 def node(name: str, phase: str | None = None, version: str | None = None, ready: str | None = None) -> dict[str, Any]:

@@ -67,7 +67,15 @@ def test_final_stage_runs_as_numeric_user_without_build_tools() -> None:
 
 def test_dockerignore_keeps_the_context_small() -> None:
     ignored = (REPO / ".dockerignore").read_text().split()
-    for entry in (".git", ".venv", "tests", "**/__pycache__"):
+    for entry in (".git", ".venv", "tests", "**/__pycache__", "sandbox"):
         assert entry in ignored
     for needed in ("operator", "pyproject.toml"):
         assert needed not in ignored
+
+
+def test_the_image_builds_the_operator_only() -> None:
+    """The sandbox (sandbox/, its own distribution) never reaches the image: only the operator's
+    files are copied (tests/packaging checks what its wheel holds)."""
+    builder = _stages()[0]
+    copied = [line.split()[1:-1] for line in builder if line.startswith("COPY ")]
+    assert copied == [["pyproject.toml", "README.md*"], ["operator/"]]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from rke2fleet.sandbox.world import Sandbox
+from rke2fleet_sandbox.world import Sandbox
 from tests.e2e.harness import NS, Kube, Operator
 
 

@@ -20,9 +20,9 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from rke2fleet import GROUP, VERSION
-from rke2fleet.sandbox.datastore import Datastore
-from rke2fleet.sandbox.manifests import apply_manifests
-from rke2fleet.sandbox.world import Sandbox
+from rke2fleet_sandbox.datastore import Datastore
+from rke2fleet_sandbox.manifests import apply_manifests
+from rke2fleet_sandbox.world import Sandbox
 
 NS = "default"
 # Waits are for things that happen, not speed checks: stretch them on a loaded machine (CI runs

@@ -8,7 +8,7 @@ import time
 import pytest
 import yaml
 
-from rke2fleet.sandbox.manifests import cluster_manifests
+from rke2fleet_sandbox.manifests import cluster_manifests
 from tests.e2e.conftest import E2E
 from tests.e2e.harness import api_writes, audit, datastore_events, reset_audit, sh
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from rke2fleet.sandbox.installer import installer_stats
-from rke2fleet.sandbox.manifests import cluster_manifests
+from rke2fleet_sandbox.installer import installer_stats
+from rke2fleet_sandbox.manifests import cluster_manifests
 from tests.e2e.conftest import E2E
 from tests.e2e.harness import Kube, datastore_events, sh
 

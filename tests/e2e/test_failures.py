@@ -8,8 +8,8 @@ import time
 import pytest
 import yaml
 
-from rke2fleet.sandbox.installer import installer_stats
-from rke2fleet.sandbox.manifests import cluster, cluster_manifests, node, ssh_secret
+from rke2fleet_sandbox.installer import installer_stats
+from rke2fleet_sandbox.manifests import cluster, cluster_manifests, node, ssh_secret
 from tests.e2e.conftest import E2E
 from tests.e2e.harness import NS, Kube, datastore_events, sh
 from tests.gitops_health import assert_gitops

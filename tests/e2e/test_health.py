@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rke2fleet.sandbox.manifests import cluster_manifests, node
+from rke2fleet_sandbox.manifests import cluster_manifests, node
 from tests.e2e.conftest import E2E
 from tests.e2e.harness import NS, Kube, datastore_events, sh
 from tests.gitops_health import assert_gitops
@@ -183,8 +183,12 @@ def test_node_not_ready_under_an_active_unit_is_not_ready_and_halts_a_rollout(e2
     # Upgraded (a NotReady server may go: it serves nothing), then not counted in readinessTimeout.
     kube.wait("the NotReady server upgraded and failed", upgraded_and_failed, 60)
     assert cond(kube, "rke2nodes", first.name, "Ready")["reason"] == "NodeNotReady"
-    rollout = ((kube.get("rke2clusters", "nr") or {}).get("status") or {}).get("rollout") or {}
-    assert (rollout.get("halted") or {}).get("node") == first.name, rollout
+
+    def halted() -> Any:
+        rollout = ((kube.get("rke2clusters", "nr") or {}).get("status") or {}).get("rollout") or {}
+        return rollout if (rollout.get("halted") or {}).get("node") == first.name else None
+
+    kube.wait("the cluster's rollout halted at it", halted, 15)
     assert cond_is(kube, "rke2clusters", "nr", "UpgradeHalted", "True")
     time.sleep(3)
     others = [h.name for h in [*sb.servers[1:], *sb.agents]]

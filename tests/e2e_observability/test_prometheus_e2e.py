@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rke2fleet.sandbox.manifests import cluster_manifests
+from rke2fleet_sandbox.manifests import cluster_manifests
 from tests.e2e.conftest import E2E
 from tests.e2e_observability.prometheus_server import PrometheusServer
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rke2fleet.sandbox.manifests import cluster_manifests
+from rke2fleet_sandbox.manifests import cluster_manifests
 from tests.e2e.conftest import E2E
 from tests.e2e.harness import NS, Kube, audit, reset_audit, sh
 from tests.e2e_observability.health_operator import HealthOperator

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from rke2fleet.sandbox.emulator import RunningEmulator, serve_emulator
+from rke2fleet_sandbox.emulator import RunningEmulator, serve_emulator
 
 CLUSTERS = "/apis/rke2fleet.io/v1alpha1/namespaces/default/rke2clusters"
 NODES = "/apis/rke2fleet.io/v1alpha1/namespaces/default/rke2nodes"

@@ -14,7 +14,7 @@ import kubernetes
 import pytest
 import yaml
 
-from rke2fleet.sandbox.emulator import EmulatorHandle, start_emulator
+from rke2fleet_sandbox.emulator import EmulatorHandle, start_emulator
 
 KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
 

@@ -11,7 +11,7 @@ import aiohttp
 import kopf
 import pytest
 
-from rke2fleet.sandbox.emulator import serve_emulator
+from rke2fleet_sandbox.emulator import serve_emulator
 from tests.emulator.conftest import CLUSTERS, Api, cluster
 
 FINALIZER = "rke2fleet.io/test-finalizer"

@@ -1,4 +1,4 @@
-"""The operator's own API calls (Secrets, status patches: `handlers.kube.KubeApi`) against the
+"""The operator's own API calls (Secrets, status patches: `store.api.KubeApi`) against the
 emulator over HTTP, with the credentials read from a kubeconfig like in production."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import kube_config
 
-from rke2fleet.handlers.kube import KubeApi
-from rke2fleet.sandbox.emulator import RunningEmulator
+from rke2fleet.store.api import KubeApi
+from rke2fleet_sandbox.emulator import RunningEmulator
 
 from .conftest import CLUSTERS, Api, cluster
 
@@ -61,7 +61,7 @@ def test_constructing_the_client_does_not_load_the_generated_apis(running: Runni
     import subprocess
     import sys
 
-    code = ("import sys; from rke2fleet.handlers.kube import KubeApi; KubeApi();"
+    code = ("import sys; from rke2fleet.store.api import KubeApi; KubeApi();"
             "print(any(m.startswith('kubernetes.client.api.core_v1_api') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"KUBECONFIG": str(running.kubeconfig_path), "PATH": "/usr/bin:/bin"})

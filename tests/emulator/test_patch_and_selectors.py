@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rke2fleet.sandbox.emulator_errors import ApiError
-from rke2fleet.sandbox.emulator_patch import json_patch, merge_patch
-from rke2fleet.sandbox.emulator_selectors import field_selector, label_selector
+from rke2fleet_sandbox.emulator_errors import ApiError
+from rke2fleet_sandbox.emulator_patch import json_patch, merge_patch
+from rke2fleet_sandbox.emulator_selectors import field_selector, label_selector
 
 
 def test_merge_patch_rfc7386() -> None:

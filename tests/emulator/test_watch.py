@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from rke2fleet.sandbox.emulator import RunningEmulator, serve_emulator
+from rke2fleet_sandbox.emulator import RunningEmulator, serve_emulator
 from tests.emulator.conftest import CLUSTERS, Api, cluster
 
 

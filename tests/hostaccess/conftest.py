@@ -20,7 +20,7 @@ import pytest
 from pydantic import SecretBytes
 
 from rke2fleet.hostaccess import HostTarget, SSHPool
-from rke2fleet.sandbox import Sandbox, SandboxHost
+from rke2fleet_sandbox import Sandbox, SandboxHost
 
 
 class SandboxSshd:

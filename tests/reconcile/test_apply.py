@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rke2fleet.reconcile.apply import (
+from rke2fleet.reconcile.commands import (
     BACKGROUND_NICE,
     FACTS_MARK,
     WAIT_RAMP,

@@ -90,7 +90,7 @@ def test_other_fields() -> None:
     assert host_facts().config_sha256 is None
     assert not host_facts().token_present
     extra = parse_facts("token_present=yes\nkubeconfig_sha256=" + "ab" * 32 + "\n" + facts_output())
-    assert extra.token_present and extra.kubeconfig_present and extra.kubeconfig_sha256 == "ab" * 32
+    assert extra.token_present and extra.kubeconfig_sha256 == "ab" * 32
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,8 @@ import asyncio
 import time
 from typing import Any
 
+from rke2fleet.engine.records import NodeRecord
+from rke2fleet.engine.turns import init_starting, until
 from rke2fleet.handlers.indexes import summary_stamp
 from rke2fleet.handlers.state import FleetState
 
@@ -15,7 +17,7 @@ C = ("default", "c1")
 
 
 def fleet() -> FleetState:
-    return FleetState(pool=None, kube=None)  # type: ignore[arg-type]  # neither is used here
+    return FleetState(engine=None, store=None)  # type: ignore[arg-type]  # neither is used here
 
 
 async def waited(coro: Any) -> float:
@@ -55,29 +57,31 @@ async def test_stop_ends_both_waits() -> None:
     assert all(t < 1.0 for t in await asyncio.gather(*waits))
 
 
+def node(status: dict[str, Any], generation: int = 1, deleting: bool = False) -> NodeRecord:
+    return NodeRecord("default", "n1", {"cluster": "c1", "role": "agent"}, status, generation, deleting)
+
+
 def test_summary_stamp_ignores_what_the_cluster_does_not_read() -> None:
-    base = {"status": {"phase": "Ready", "conditions": [{"type": "Ready", "status": "True"}],
-                       "runningVersion": "v1", "plan": []}, "deleting": False}
-    same = {**base, "status": {**base["status"], "plan": ["x"], "lastError": "old"}}
-    assert summary_stamp(base, 1) == summary_stamp(same, 1)
-    not_ready = {**base, "status": {**base["status"], "conditions": [{"type": "Ready", "status": "False"}]}}
-    assert summary_stamp(base, 1) != summary_stamp(not_ready, 1)
-    assert summary_stamp(base, 1) != summary_stamp(base, 2)  # a spec change
-    assert summary_stamp(base, 1) != summary_stamp({**base, "deleting": True}, 1)
+    base = {"phase": "Ready", "conditions": [{"type": "Ready", "status": "True"}], "runningVersion": "v1", "plan": []}
+    same = {**base, "plan": ["x"], "lastError": "old"}
+    assert summary_stamp(node(base)) == summary_stamp(node(same))
+    not_ready = {**base, "conditions": [{"type": "Ready", "status": "False"}]}
+    assert summary_stamp(node(base)) != summary_stamp(node(not_ready))
+    assert summary_stamp(node(base)) != summary_stamp(node(base, generation=2))  # a spec change
+    assert summary_stamp(node(base)) != summary_stamp(node(base, deleting=True))
 
 
 async def test_agents_stage_once_the_init_server_is_starting() -> None:
-    from rke2fleet.handlers.node import init_starting
-
-    def index(phase: str | None) -> dict[Any, list[dict[str, Any]]]:
-        return {C: [{"name": "s1", "spec": {"role": "server"}, "status": {"phase": phase} if phase else {}}]}
+    def servers(phase: str | None) -> list[NodeRecord]:
+        return [NodeRecord("default", "s1", {"cluster": "c1", "role": "server"}, {"phase": phase} if phase else {})]
 
     for phase in ("Starting", "Ready", "Failed", "Unreachable"):
-        assert await waited(init_starting(index(phase), C, "s1")) < 0.1
-    assert await waited(init_starting(index("Ready"), C, "gone")) < 0.1  # no such init server: no wait
-    nodes = index("Installing")
-    later = asyncio.ensure_future(waited(init_starting(nodes, C, "s1")))
+        assert init_starting(servers(phase), "s1")
+    assert init_starting(servers("Ready"), "gone")  # no such init server: no wait
+    assert not init_starting(servers("Installing"), "s1")  # its install goes first
+    listing = servers("Installing")
+    later = asyncio.ensure_future(waited(until(lambda: init_starting(listing, "s1"))))
     await asyncio.sleep(0.5)
-    assert not later.done()  # its install goes first
-    nodes[C][0]["status"] = {"phase": "Starting"}
+    assert not later.done()
+    listing[0] = servers("Starting")[0]
     assert 0.5 <= await later < 1.5

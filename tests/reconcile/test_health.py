@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from rke2fleet.reconcile.health import HEALTH_SCRIPT, NODES_MARK, ClusterHealth, HealthReader, NodeHealth, parse_health
+from rke2fleet.reconcile.health import NODES_MARK, ClusterHealth, HealthReader, health_script, parse_health
+from rke2fleet.reconcile.paths import Paths
 from rke2fleet.reconcile.quorum import removal_verdict
 from rke2fleet.reconcile.readiness import judge
 from rke2fleet.reconcile.tokens import TOK_SHA256_FN, password_sha256
@@ -39,11 +40,11 @@ UNHEALTHY = ("False", "Unhealthy")
 
 
 def test_parse_reads_ready_etcd_and_token() -> None:
-    items = [node("s1", etcd=VOTER), node("s2", etcd=LEARNER), node("a1", "False", unschedulable=True)]
+    items = [node("s1", etcd=VOTER), node("s2", etcd=LEARNER), node("a1", "False")]
     h = parse_health(output(items))
     assert h.available and h.reports_etcd and h.token_sha256 == "ab" * 32
     assert h.serving("s1", "server") and not h.serving("s2", "server") and not h.serving("a1", "agent")
-    assert h.nodes["a1"].unschedulable and h.nodes["s1"].kubelet_version == V
+    assert h.nodes["a1"].ready is False and h.nodes["a1"].ready_reason == "KubeletNotReady"
     assert not h.serving("missing", "agent")
 
 
@@ -117,8 +118,8 @@ def test_shared_reads_and_max_age() -> None:
             await asyncio.sleep(0.05)
             return type("R", (), {"stdout": output([node("s1", etcd=VOTER)])})()
 
-    async def candidates() -> list[tuple[str, Any]]:
-        return [("s1", object())]
+    async def candidates() -> list[tuple[str, Any, str]]:
+        return [("s1", object(), "script")]
 
     async def scenario() -> None:
         reader = HealthReader()
@@ -136,8 +137,8 @@ def test_unreadable_from_every_server() -> None:
         async def run(self, target: Any, **kw: Any) -> Any:
             return type("R", (), {"stdout": output([], rc=1, body="The connection to the server was refused")})()
 
-    async def candidates() -> list[tuple[str, Any]]:
-        return [("s1", object()), ("s2", object())]
+    async def candidates() -> list[tuple[str, Any, str]]:
+        return [("s1", object(), "script"), ("s2", object(), "script")]
 
     h = asyncio.run(HealthReader().read(Pool(), candidates, max_age=0))  # type: ignore[arg-type]
     assert not h.available and "s1:" in (h.error or "") and "s2:" in (h.error or "")
@@ -159,9 +160,6 @@ def test_hosts_and_operator_hash_the_same_password(tmp_path: Path, token: str) -
 
 
 def test_health_script_is_valid_sh() -> None:
-    subprocess.run(["sh", "-n", "-c", HEALTH_SCRIPT], check=True)
-
-
-def test_nodehealth_defaults() -> None:
-    n = NodeHealth("x", True, "KubeletReady", "")
-    assert n.etcd is None and not n.unschedulable
+    subprocess.run(["sh", "-n", "-c", health_script()], check=True)
+    moved = health_script(Paths(data_dir="/data/rke2 x"))
+    assert "'/data/rke2 x/server/token'" in moved and "'/data/rke2 x/bin/kubectl'" in moved

@@ -100,12 +100,6 @@ def test_channel_target_accepts_any_installed_version() -> None:
     assert plan_node(d, converged_facts(d, version=None, running=None)).steps[0] is S.INSTALL
 
 
-def test_plan_is_pure() -> None:
-    d = desired()
-    f = converged_facts(d, version=V35, config_sha256=OTHER_SHA)
-    assert plan_node(d, f) == plan_node(d, f)
-
-
 def test_reasons_name_versions_and_causes() -> None:
     d = desired()
     plan = plan_node(d, converged_facts(d, version=V35, config_sha256=OTHER_SHA))

@@ -1,11 +1,10 @@
-"""Which steps of a pass get a progress write (node_pass.writes_progress)."""
+"""Which steps of a pass get a progress write (steps.writes_progress)."""
 
 from __future__ import annotations
 
 import pytest
 
-from rke2fleet.reconcile.node_pass import writes_progress
-from rke2fleet.reconcile.plan import Step
+from rke2fleet.reconcile.steps import Step, writes_progress
 
 BRING_UP = (Step.INSTALL, Step.WRITE_CONFIG, Step.ENABLE, Step.START, Step.WAIT_READY)
 STAGED = (Step.ENABLE, Step.START, Step.WAIT_READY)

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from rke2fleet.engine.records import NodeRecord
 from rke2fleet.reconcile.rollout import rollout_view, snapshot_name, upgrade_problem
 
 
@@ -54,17 +55,17 @@ T = "v1.36.3+rke2r1"
 OLD = "v1.35.7+rke2r1"
 
 
-def entry(name: str, running: str | None, phase: str = "Ready", last_error: str | None = None) -> dict[str, Any]:
+def entry(name: str, running: str | None, phase: str = "Ready", last_error: str | None = None) -> NodeRecord:
     status: dict[str, Any] = {"phase": phase}
     if running:
         status["runningVersion"] = running
     if last_error:
         status["lastError"] = last_error
-    return {"name": name, "spec": {"role": "server" if name.startswith("s") else "agent"}, "status": status}
+    return NodeRecord("default", name, {"role": "server" if name.startswith("s") else "agent"}, status)
 
 
 # (case, nodes, phase, done, current, halted node, halted reason)
-VIEWS: list[tuple[str, list[dict[str, Any]], str, list[str], list[str], str | None, str | None]] = [
+VIEWS: list[tuple[str, list[NodeRecord], str, list[str], list[str], str | None, str | None]] = [
     (
         "servers under way",
         [entry("s2", OLD, "Installing"), entry("s1", T), entry("a1", OLD)],
@@ -129,7 +130,7 @@ VIEWS: list[tuple[str, list[dict[str, Any]], str, list[str], list[str], str | No
     ids=[v[0] for v in VIEWS],
 )
 def test_rollout_view(
-    nodes: list[dict[str, Any]],
+    nodes: list[NodeRecord],
     phase: str,
     done: list[str],
     current: list[str],

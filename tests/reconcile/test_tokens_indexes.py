@@ -1,4 +1,4 @@
-"""tokens.py (reference §4) and handlers/indexes.py node_views (the snapshot ordering reads)."""
+"""tokens.py (reference §4) and engine/turns.py node_views (the snapshot ordering reads)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from rke2fleet.handlers.indexes import node_views
+from rke2fleet.engine.records import NodeRecord
+from rke2fleet.engine.turns import node_views
 from rke2fleet.reconcile.ordering import may_disrupt
 from rke2fleet.reconcile.tokens import generate_token, is_secure, token_values
 
@@ -36,8 +37,8 @@ def test_token_forms_and_redaction_values(token: str, secure: bool, values: list
     assert token_values(token) == values
 
 
-def entry(name: str, role: str = "server", **status: Any) -> dict[str, Any]:
-    return {"name": name, "spec": {"role": role, "address": f"{name}.example.com"}, "status": status}
+def entry(name: str, role: str = "server", **status: Any) -> NodeRecord:
+    return NodeRecord("default", name, {"cluster": "c", "role": role, "address": f"{name}.example.com"}, status)
 
 
 # What the cluster's own view says of a serving server (the Ready condition alone is not it).

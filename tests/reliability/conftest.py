@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from rke2fleet.sandbox.world import Sandbox
+from rke2fleet_sandbox.world import Sandbox
 from tests.e2e.conftest import E2E, pytest_runtest_makereport
 
 __all__ = ["RelE2E", "e2e", "pytest_runtest_makereport"]

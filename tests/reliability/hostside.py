@@ -11,8 +11,8 @@ from pathlib import Path
 from pydantic import SecretBytes
 
 from rke2fleet.hostaccess import HostTarget
-from rke2fleet.sandbox.state import SandboxHost
-from rke2fleet.sandbox.world import Sandbox
+from rke2fleet_sandbox.state import SandboxHost
+from rke2fleet_sandbox.world import Sandbox
 
 ACCEPTED = "Accepted publickey"  # sshd logs it at LogLevel INFO for every authenticated login
 

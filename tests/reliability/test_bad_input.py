@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from rke2fleet import GROUP, VERSION
-from rke2fleet.sandbox.manifests import cluster, node, ssh_secret
+from rke2fleet_sandbox.manifests import cluster, node, ssh_secret
 from tests.api.conftest import mutate
 from tests.api.test_api_rules import CASES, Case
 from tests.e2e.harness import NS, Kube

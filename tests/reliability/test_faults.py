@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from rke2fleet.sandbox.installer import installer_stats
-from rke2fleet.sandbox.manifests import DEFAULT_VERSION, cluster_manifests
+from rke2fleet_sandbox.installer import installer_stats
+from rke2fleet_sandbox.manifests import DEFAULT_VERSION, cluster_manifests
 from tests.e2e.harness import Kube, datastore_events
 
 from .conftest import RelE2E

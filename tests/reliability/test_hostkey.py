@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from rke2fleet.hostaccess import fingerprint
-from rke2fleet.sandbox.manifests import cluster_manifests
+from rke2fleet_sandbox.manifests import cluster_manifests
 from tests.e2e.harness import Kube
 
 from .conftest import RelE2E

@@ -32,10 +32,11 @@ from rke2fleet.api import SpecError, parse_cluster_spec, parse_node_spec
 from rke2fleet.api.common import VERSION_PATTERN
 from rke2fleet.hostaccess import SSHPool
 from rke2fleet.reconcile import kubectl
-from rke2fleet.reconcile.apply import install_script
-from rke2fleet.reconcile.desired import CONFIG_PATH, desired_node, render_config
-from rke2fleet.sandbox.state import SandboxHost
-from rke2fleet.sandbox.world import Sandbox
+from rke2fleet.reconcile.commands import install_script
+from rke2fleet.reconcile.desired import desired_node, render_config
+from rke2fleet.reconcile.paths import CONFIG_PATH, DEFAULT
+from rke2fleet_sandbox.state import SandboxHost
+from rke2fleet_sandbox.world import Sandbox
 
 from .hostside import sh, target_for
 
@@ -278,8 +279,8 @@ def recording_kubectl(hosts_sandbox: Sandbox) -> None:
         sh(
             hosts_sandbox,
             host,
-            f"mkdir -p {shlex.quote(str(Path(kubectl.KUBECTL).parent))} && printf %s {shlex.quote(body)} "
-            f"> {kubectl.KUBECTL} && chmod 0755 {kubectl.KUBECTL}",
+            f"mkdir -p {shlex.quote(str(Path(DEFAULT.kubectl).parent))} && printf %s {shlex.quote(body)} "
+            f"> {DEFAULT.kubectl} && chmod 0755 {DEFAULT.kubectl}",
         )
 
 
@@ -301,14 +302,14 @@ def test_kubectl_node_name_arrives_intact(
     host = hosts(hosts_sandbox)[1 if sudo else 0]
     target = target_for(hosts_sandbox, host)
     for argv in (
-        kubectl.cordon(node_name),
-        kubectl.uncordon(node_name),
-        kubectl.drain(node_name, timeout),
-        kubectl.delete_node(node_name),
+        kubectl.cordon(DEFAULT, node_name),
+        kubectl.uncordon(DEFAULT, node_name),
+        kubectl.drain(DEFAULT, node_name, timeout),
+        kubectl.delete_node(DEFAULT, node_name),
     ):
         out = runner.run(pool.run(target, argv)).stdout_bytes.decode()
         fields = out.split("\0")[:-1]
-        assert fields[0] == kubectl.KUBECONFIG
+        assert fields[0] == DEFAULT.kubeconfig
         assert fields[1:] == argv[3:]
         assert node_name in fields
     assert_no_marker(hosts_sandbox, host)

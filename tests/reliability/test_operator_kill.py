@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from rke2fleet.sandbox.datastore import Datastore
-from rke2fleet.sandbox.manifests import cluster_manifests
+from rke2fleet_sandbox.datastore import Datastore
+from rke2fleet_sandbox.manifests import cluster_manifests
 from tests.e2e.harness import Kube, datastore_events
 from tests.e2e.test_day2 import NEW, OLD, all_running, assert_rollout_order, not_cordoned
 

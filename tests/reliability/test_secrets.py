@@ -11,7 +11,7 @@ import kubernetes
 import pytest
 
 from rke2fleet import GROUP, VERSION
-from rke2fleet.sandbox.manifests import cluster_manifests
+from rke2fleet_sandbox.manifests import cluster_manifests
 from tests.e2e.conftest import scan_for_secrets
 from tests.e2e.harness import NS
 

@@ -16,9 +16,9 @@ import time
 import pytest
 
 from rke2fleet.hostaccess import HostAccessError, SSHPool
-from rke2fleet.reconcile.desired import CONFIG_PATH
-from rke2fleet.sandbox.state import SandboxHost
-from rke2fleet.sandbox.world import Sandbox
+from rke2fleet.reconcile.paths import CONFIG_PATH
+from rke2fleet_sandbox.state import SandboxHost
+from rke2fleet_sandbox.world import Sandbox
 
 from .hostside import drop_sessions, sh, target_for
 

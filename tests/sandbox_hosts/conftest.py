@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from rke2fleet.sandbox import Sandbox
-from rke2fleet.sandbox.hosts import pids_in_namespaces
-from rke2fleet.sandbox.state import process_start_time
+from rke2fleet_sandbox import Sandbox
+from rke2fleet_sandbox.hosts import pids_in_namespaces
+from rke2fleet_sandbox.state import process_start_time
 
 
 def _can_run_hosts() -> str | None:

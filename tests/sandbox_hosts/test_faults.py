@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from rke2fleet.sandbox import Sandbox, SandboxHost
+from rke2fleet_sandbox import Sandbox, SandboxHost
 
 pytestmark = pytest.mark.sandbox
 

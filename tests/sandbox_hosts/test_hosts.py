@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from rke2fleet.sandbox import Sandbox
+from rke2fleet_sandbox import Sandbox
 
 from .conftest import ssh
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from rke2fleet.sandbox import Sandbox
+from rke2fleet_sandbox import Sandbox
 
 from .conftest import MakeSandbox
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rke2fleet.sandbox import Sandbox
+from rke2fleet_sandbox import Sandbox
 
 from .conftest import MakeSandbox
 

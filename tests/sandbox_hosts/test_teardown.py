@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from rke2fleet.sandbox import Sandbox, SandboxError
-from rke2fleet.sandbox.hosts import pids_in_namespaces
-from rke2fleet.sandbox.state import ProcessRecord
+from rke2fleet_sandbox import Sandbox, SandboxError
+from rke2fleet_sandbox.hosts import pids_in_namespaces
+from rke2fleet_sandbox.state import ProcessRecord
 
 from .conftest import MakeSandbox, Snapshot, assert_gone, no_sandbox_mounts_here
 
@@ -68,7 +68,7 @@ def test_up_refuses_a_running_sandbox_and_foreign_directories(
 
 def test_failed_up_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A host whose sshd cannot start fails `up`, and what was started is ended."""
-    from rke2fleet.sandbox import hosts
+    from rke2fleet_sandbox import hosts
 
     started: list[ProcessRecord] = []
     real_start_holder = hosts.start_holder

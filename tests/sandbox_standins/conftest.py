@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from rke2fleet.sandbox.datastore import Datastore
-from rke2fleet.sandbox.hosts import shim_script
-from rke2fleet.sandbox.installer import InstallerHandle, start_installer
-from rke2fleet.sandbox.world import bindable
+from rke2fleet_sandbox.datastore import Datastore
+from rke2fleet_sandbox.hosts import shim_script
+from rke2fleet_sandbox.installer import InstallerHandle, start_installer
+from rke2fleet_sandbox.world import bindable
 
-STANDINS = Path(__file__).resolve().parents[2] / "operator" / "rke2fleet" / "sandbox" / "standins"
+STANDINS = Path(__file__).resolve().parents[2] / "sandbox" / "rke2fleet_sandbox" / "standins"
 PRIVATE = ["/etc/rancher", "/var/lib/rancher", "/usr/local", "/run/rke2fleet"]
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Each xdist worker gets its own 60 addresses: two workers' servers on one address collide on port 9345.
@@ -156,7 +156,7 @@ def make_host(tmp_path: Path) -> Iterator[object]:
 @pytest.fixture
 def make_load_balancer(tmp_path: Path) -> Iterator[object]:
     """Factory: a sandbox load balancer (9345, 6443) in front of the given addresses; its address."""
-    from rke2fleet.sandbox.loadbalancer import await_ready, start_load_balancer
+    from rke2fleet_sandbox.loadbalancer import await_ready, start_load_balancer
 
     procs: list[subprocess.Popen[bytes]] = []
 

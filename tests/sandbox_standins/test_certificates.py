@@ -9,8 +9,8 @@ import time
 import pytest
 from cryptography import x509
 
-from rke2fleet.sandbox import hostfaults
-from rke2fleet.sandbox.standins import rke2_certs
+from rke2fleet_sandbox import hostfaults
+from rke2fleet_sandbox.standins import rke2_certs
 from tests.sandbox_standins.conftest import STANDINS
 from tests.sandbox_standins.hosthelpers import V, journal, rke2_host, start
 

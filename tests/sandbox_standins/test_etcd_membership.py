@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from rke2fleet.sandbox import hostfaults
+from rke2fleet_sandbox import hostfaults
 from tests.sandbox_standins.hosthelpers import (
     is_active,
     journal,

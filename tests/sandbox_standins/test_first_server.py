@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 
-from rke2fleet.sandbox.installer import installer_stats
+from rke2fleet_sandbox.installer import installer_stats
 from tests.sandbox_standins.hosthelpers import wait_node_ready
 
 

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from rke2fleet.sandbox.installer import (
+from rke2fleet_sandbox.installer import (
     build_tarball,
     installer_stats,
     resolve_channel,

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from rke2fleet.sandbox import hostfaults
-from rke2fleet.sandbox.standins import minihttp, unitstate
+from rke2fleet_sandbox import hostfaults
+from rke2fleet_sandbox.standins import minihttp, unitstate
 from tests.sandbox_standins.hosthelpers import installed_server, wait_until
 
 UNIT_DIR = "/run/rke2fleet/units/rke2-server.service"

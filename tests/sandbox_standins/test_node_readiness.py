@@ -9,7 +9,7 @@ import os
 import signal
 import time
 
-from rke2fleet.sandbox import hostfaults
+from rke2fleet_sandbox import hostfaults
 from tests.sandbox_standins.hosthelpers import is_active, node_conditions, rke2_host, start, wait_until
 
 CNI = ("container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "

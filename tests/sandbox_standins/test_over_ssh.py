@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from rke2fleet.sandbox.datastore import Datastore
+from rke2fleet_sandbox.datastore import Datastore
 from tests.sandbox_standins.hosthelpers import wait_until
 
-world = pytest.importorskip("rke2fleet.sandbox.world")
+world = pytest.importorskip("rke2fleet_sandbox.world")
 
 V = "v1.36.3+rke2r1"
 

@@ -6,7 +6,7 @@ import json
 import os
 import time
 
-from rke2fleet.sandbox import hostfaults
+from rke2fleet_sandbox import hostfaults
 from tests.sandbox_standins.hosthelpers import V, installed_server
 
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from rke2fleet.sandbox import hostfaults
-from rke2fleet.sandbox.standins import unitstate
+from rke2fleet_sandbox import hostfaults
+from rke2fleet_sandbox.standins import unitstate
 from tests.sandbox_standins.hosthelpers import V, installed_server, wait_until
 
 PROPS = "-p MainPID,NRestarts,LoadState,ActiveState,SubState,UnitFileState"

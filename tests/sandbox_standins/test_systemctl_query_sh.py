@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rke2fleet.sandbox.standins import unitstate
+from rke2fleet_sandbox.standins import unitstate
 
 STANDINS = Path(unitstate.__file__).parent
 FELL_THROUGH = "FELL-THROUGH-TO-PYTHON"

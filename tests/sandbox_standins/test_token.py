@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from rke2fleet.sandbox import hostfaults
+from rke2fleet_sandbox import hostfaults
 from tests.sandbox_standins.hosthelpers import is_active, journal, rke2_host, start, wait_until
 
 DIFFERENT_TOKEN = ("starting kubernetes: preparing server: "

@@ -100,12 +100,10 @@ class RKE2NodeStatus(StatusModel):
     host_key: str | None = Field(
         default=None, description="Host key recorded on first contact under AcceptNew."
     )
-    host_key_fingerprint: str | None = Field(default=None, description="SHA256 fingerprint of the host key.")
     os: str | None = Field(
         default=None, description="Operating system of the host (os-release ID and version)."
     )
     arch: str | None = Field(default=None, description="Machine architecture (amd64, arm64, s390x).")
-    last_reconcile_time: str | None = Field(default=None, description="RFC 3339 time of the last reconcile.")
     cordoned: bool | None = Field(
         default=None,
         description="True while the operator holds the node cordoned for an upgrade; it uncordons it afterwards.",

@@ -5,13 +5,11 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import Literal
 
 import kopf
 
 from rke2fleet import metrics
-
-Kind = Literal["RKE2Cluster", "RKE2Node"]
+from rke2fleet.metrics.labels import Kind
 
 
 @contextlib.contextmanager

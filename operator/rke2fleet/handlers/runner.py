@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from typing import Any
 
 import kopf
 
-from rke2fleet import GROUP
-from rke2fleet.handlers.kube import KubeApi
+from rke2fleet import GROUP, config
+from rke2fleet.engine.core import close, connect
 from rke2fleet.handlers.state import FleetState
-from rke2fleet.hostaccess import SSHPool
+from rke2fleet.store.kube import KubeStore
 
 FINALIZER = f"{GROUP}/finalizer"
 
@@ -43,8 +42,9 @@ async def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Any, 
     def on_command(result: Any, duration: float) -> None:
         metrics.observe_ssh_command(result, duration)
 
-    memo.fleet = FleetState(pool=SSHPool(on_command=on_command), kube=KubeApi())
-    port = int(os.environ.get("RKE2FLEET_METRICS_PORT", "0"))
+    store = KubeStore()
+    memo.fleet = FleetState(engine=connect(store, on_command), store=store)
+    port = config.SETTINGS.metrics_port
     memo.metrics_server = metrics.start_metrics_server(port) if port else None
     logger.info("rke2fleet started")
 
@@ -53,8 +53,8 @@ async def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Any, 
 async def shutdown(*, memo: Any, **_: Any) -> None:
     fleet: FleetState | None = getattr(memo, "fleet", None)
     if fleet is not None:
-        await fleet.pool.close()
-        fleet.kube.close()
+        await close(fleet.engine)
+        fleet.store.close()
     server = getattr(memo, "metrics_server", None)
     if server is not None:
         server.stop()
@@ -86,7 +86,7 @@ def run_operator(args: argparse.Namespace) -> int:
     logging.getLogger("kopf.objects").setLevel(logging.INFO)
     logging.getLogger("kopf.objects").addFilter(QuietTimers())
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
-    os.environ["RKE2FLEET_METRICS_PORT"] = str(args.metrics_port)
+    config.configure(metrics_port=args.metrics_port)
     register_handlers()
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     namespaces = tuple(args.namespace)

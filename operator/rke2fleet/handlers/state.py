@@ -1,7 +1,6 @@
-"""In-process state of the single operator replica: locks, in-flight claims, caches.
+"""What the handlers keep between Kopf's calls: the engine, locks, and the timers' wake-ups.
 
-Nothing here is needed for correctness across restarts: progress that must survive lives in
-status. Claims only serialise passes inside this process.
+Nothing here is needed for correctness across restarts (what must survive is in status).
 """
 
 from __future__ import annotations
@@ -11,28 +10,20 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from rke2fleet.handlers.kube import KubeApi
-from rke2fleet.hostaccess import SSHPool
-from rke2fleet.reconcile.health import HealthReader
-
-ClusterKey = tuple[str, str]  # (namespace, cluster)
-NodeKey = tuple[str, str]  # (namespace, node object name)
+from rke2fleet.engine.core import Engine
+from rke2fleet.engine.memory import ClusterKey, NodeKey
+from rke2fleet.store.kube import KubeStore
 
 
 @dataclass
 class FleetState:
-    pool: SSHPool
-    kube: KubeApi
+    engine: Engine
+    store: KubeStore
     cluster_locks: defaultdict[ClusterKey, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     node_locks: defaultdict[NodeKey, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
-    busy: defaultdict[ClusterKey, set[str]] = field(default_factory=lambda: defaultdict(set))
-    # sha256 of each server's rke2.yaml as its last pass saw it (facts), so the cluster re-reads
-    # the file only when it changed: no extra SSH command in a steady pass.
-    kubeconfig_seen: dict[NodeKey, str] = field(default_factory=dict)
     next_pass: dict[NodeKey, float] = field(default_factory=dict)  # monotonic time of the next timer pass
     # Per node: the cluster's desired-state stamp its last pass saw (see indexes.desired_stamp).
     seen_stamp: dict[NodeKey, tuple[Any, ...]] = field(default_factory=dict)
-    last_events: dict[NodeKey, set[tuple[str, str]]] = field(default_factory=dict)
     # Per cluster: the desired-state stamp last indexed, and the event its nodes' timers wait on.
     cluster_stamps: dict[ClusterKey, tuple[Any, ...]] = field(default_factory=dict)
     _wake: dict[ClusterKey, asyncio.Event] = field(default_factory=dict)
@@ -41,10 +32,6 @@ class FleetState:
     # it is busy) aggregates at once instead of at its next tick.
     node_stamps: dict[NodeKey, tuple[Any, ...]] = field(default_factory=dict)
     _cluster_dirty: dict[ClusterKey, asyncio.Event] = field(default_factory=dict)
-    # Per cluster: its own view of its Nodes (shared reads), and the token its datastore is
-    # encrypted with (tokens.password_sha256, as last read from a server; never stored).
-    health: defaultdict[ClusterKey, HealthReader] = field(default_factory=lambda: defaultdict(HealthReader))
-    cluster_tokens: dict[ClusterKey, str] = field(default_factory=dict)
     # Nodes to re-check at their next tick, whatever their drift interval: the cluster reports
     # them differently from their status.
     poked: set[NodeKey] = field(default_factory=set)
@@ -73,22 +60,16 @@ class FleetState:
         await _first_of(dirty, stopped, timeout)
         dirty.clear()
 
-    def new_events(self, key: NodeKey, events: list[Any]) -> list[Any]:
-        """Events not already posted for the same standing problem (retries would repeat them)."""
-        seen = self.last_events.setdefault(key, set())
-        fresh = [e for e in events if e.type == "Normal" or (e.reason, e.message) not in seen]
-        self.last_events[key] = {(e.reason, e.message) for e in events if e.type == "Warning"}
-        return fresh
-
     def forget_node(self, key: NodeKey) -> None:
-        for table in (self.next_pass, self.seen_stamp, self.last_events, self.kubeconfig_seen, self.node_stamps):
+        for table in (self.next_pass, self.seen_stamp, self.node_stamps):
             table.pop(key, None)
         self.node_locks.pop(key, None)
         self.poked.discard(key)
+        self.engine.memory.forget_node(key)
 
     def forget_cluster(self, ckey: ClusterKey) -> None:
-        for table in (self.cluster_stamps, self.cluster_tokens, self.health):
-            table.pop(ckey, None)
+        self.cluster_stamps.pop(ckey, None)
+        self.engine.memory.forget_cluster(ckey)
 
 
 async def _first_of(event: asyncio.Event, stopped: Any, timeout: float) -> None:  # noqa: ASYNC109

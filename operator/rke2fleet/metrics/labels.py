@@ -14,14 +14,16 @@ from __future__ import annotations
 import re
 from typing import Final, Literal, get_args
 
+from rke2fleet.api.rke2keys import Role as Role
+from rke2fleet.api.status import ClusterPhase
+
 Kind = Literal["RKE2Cluster", "RKE2Node"]
+Phase = ClusterPhase  # one definition: the status model's
 # ok: success; temporary_error: will be retried (kopf.TemporaryError, SSH timeout/refused);
 # permanent_error: needs a spec change (kopf.PermanentError, invalid spec);
 # error: any other unexpected exception (Kopf retries it with backoff).
 ReconcileResult = Literal["ok", "error", "temporary_error", "permanent_error"]
 SSHResult = Literal["ok", "error", "timeout", "unreachable"]
-Phase = Literal["Pending", "Provisioning", "Ready", "Degraded", "Failed", "Paused"]
-Role = Literal["server", "agent"]
 NodeState = Literal["ready", "not_ready"]
 
 KINDS: Final = frozenset(get_args(Kind))

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
 from rke2fleet.api import RKE2ClusterSpec, RKE2NodeSpec
+from rke2fleet.api.rke2keys import Role
+from rke2fleet.reconcile.paths import Paths, paths_for
 
-CONFIG_PATH = "/etc/rancher/rke2/config.yaml"
 SUPERVISOR_PORT = 9345
 API_PORT = 6443
 
-Role = Literal["server", "agent"]
+
+def effective_config(cluster: RKE2ClusterSpec, node: RKE2NodeSpec) -> dict[str, Any]:
+    """The passthrough config.yaml keys of a node: its role's, then its own over them."""
+    return {**(cluster.server_config if node.role == "server" else cluster.agent_config), **node.config}
 
 
 def unit_for(role: str) -> str:
@@ -38,6 +42,7 @@ class DesiredNode:
     channel: str | None
     install_env: dict[str, str]
     script_url: str
+    paths: Paths = field(default_factory=Paths)  # where RKE2 keeps things on this node (its data-dir)
 
     @property
     def unit(self) -> str:
@@ -88,8 +93,7 @@ def render_config(
                 sans.append(san)
         if sans:
             doc["tls-san"] = sans
-    passthrough = dict(cluster.server_config if node.role == "server" else cluster.agent_config)
-    passthrough.update(node.config)
+    passthrough = effective_config(cluster, node)
     for key in sorted(passthrough):
         doc[key] = passthrough[key]
     text = "# Managed by rke2fleet: edits are reverted (drift repair).\n" + yaml.safe_dump(
@@ -139,4 +143,5 @@ def desired_node(
         channel=None if version else cluster.channel,
         install_env=env,
         script_url=cluster.install.script_url,
+        paths=paths_for(effective_config(cluster, node)),
     )

@@ -6,33 +6,29 @@ The script prints `key=value` lines; parsing is a pure function so it is easy to
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 
-from rke2fleet.reconcile.desired import CONFIG_PATH
+from rke2fleet.reconcile.paths import BINARIES, DEFAULT, Paths
 from rke2fleet.reconcile.tokens import TOK_SHA256_FN
 
-TOKEN_PATH = "/var/lib/rancher/rke2/server/token"  # noqa: S105 -- a path, not a password
-KUBECONFIG_PATH = "/etc/rancher/rke2/rke2.yaml"
-DATA_BIN = "/var/lib/rancher/rke2/bin"
-RKE2_PATHS = ("/usr/local/bin/rke2", "/opt/rke2/bin/rke2", "/usr/bin/rke2")
-
 # Read-only. Runs under `sh -s` (through sudo for non-root users).
-_SCRIPT = rf"""
+_SCRIPT = r"""
 set +e
-{TOK_SHA256_FN}rke2=""
-for p in {" ".join(RKE2_PATHS)}; do [ -x "$p" ] && {{ rke2="$p"; break; }}; done
+@TOKFN@rke2=""
+for p in @BINARIES@; do [ -x "$p" ] && { rke2="$p"; break; }; done
 echo "rke2_path=$rke2"
 if [ -n "$rke2" ]; then echo "rke2_version=$("$rke2" --version 2>/dev/null | head -n 1)"; fi
-if [ -f {CONFIG_PATH} ]; then echo "config_sha256=$(sha256sum {CONFIG_PATH} | cut -d ' ' -f 1)"; fi
+if [ -f @CONFIG@ ]; then echo "config_sha256=$(sha256sum @CONFIG@ | cut -d ' ' -f 1)"; fi
 for u in @UNITS@; do
   systemctl show -p UnitFileState -p ActiveState "$u" 2>/dev/null | while IFS= read -r l; do echo "$u.$l"; done
 done
 # A server's copy of the cluster's token: which token the datastore is encrypted with.
-[ -f {TOKEN_PATH} ] && echo "token_present=yes" && echo "token_sha256=$(tok_sha256 {TOKEN_PATH})"
-[ -f {KUBECONFIG_PATH} ] && echo "kubeconfig_sha256=$(sha256sum {KUBECONFIG_PATH} | cut -d ' ' -f 1)"
+[ -f @TOKEN@ ] && echo "token_present=yes" && echo "token_sha256=$(tok_sha256 @TOKEN@)"
+[ -f @KUBECONFIG@ ] && echo "kubeconfig_sha256=$(sha256sum @KUBECONFIG@ | cut -d ' ' -f 1)"
 # RKE2 points data/bin at the data dir of the version it last started (reference §7): with the
 # unit active, that is the running version even after a newer binary was installed.
-echo "data_bin=$(readlink {DATA_BIN} 2>/dev/null)"
+echo "data_bin=$(readlink @DATA_BIN@ 2>/dev/null)"
 . /etc/os-release 2>/dev/null && echo "os=$ID $VERSION_ID"
 echo "arch=$(uname -m)"
 echo "facts_end=1"
@@ -40,11 +36,24 @@ echo "facts_end=1"
 UNITS = ("rke2-server", "rke2-agent")
 
 
-def facts_script(units: tuple[str, ...] = UNITS) -> str:
+def facts_script(units: tuple[str, ...] = UNITS, paths: Paths = DEFAULT) -> str:
     """Ask systemctl about these units only: a node needs its own role's unit, and each
     systemctl call is a process start on the host (the steady-state cost per pass): one
-    `systemctl show` per unit answers both is-enabled and is-active."""
-    return _SCRIPT.replace("@UNITS@", " ".join(u for u in units if u in UNITS))
+    `systemctl show` per unit answers both is-enabled and is-active. The RKE2 paths are the
+    node's own (its data dir)."""
+    values = {
+        "@TOKFN@": TOK_SHA256_FN,
+        "@BINARIES@": " ".join(BINARIES),
+        "@CONFIG@": shlex.quote(paths.config),
+        "@UNITS@": " ".join(u for u in units if u in UNITS),
+        "@TOKEN@": shlex.quote(paths.token),
+        "@KUBECONFIG@": shlex.quote(paths.kubeconfig),
+        "@DATA_BIN@": shlex.quote(paths.data_bin),
+    }
+    script = _SCRIPT
+    for key, value in values.items():
+        script = script.replace(key, value)
+    return script
 
 
 FACTS_SCRIPT = facts_script()
@@ -71,7 +80,6 @@ class HostFacts:
     server: UnitFacts
     agent: UnitFacts
     token_present: bool
-    kubeconfig_present: bool
     os: str
     arch: str
     kubeconfig_sha256: str | None = None  # of rke2.yaml: the cluster re-reads it only when this changes
@@ -111,7 +119,6 @@ def parse_facts(stdout: str) -> HostFacts:
         server=server,
         agent=agent,
         token_present=values.get("token_present") == "yes",
-        kubeconfig_present=bool(values.get("kubeconfig_sha256")),
         kubeconfig_sha256=values.get("kubeconfig_sha256") or None,
         token_sha256=values.get("token_sha256") or None,
         os=values.get("os", ""),

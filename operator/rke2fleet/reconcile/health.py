@@ -10,31 +10,39 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rke2fleet.hostaccess import HostAccessError, HostTarget, SSHPool, redact
+from rke2fleet.hostaccess import HostAccessError, HostTarget, redact
 from rke2fleet.reconcile import kubectl
-from rke2fleet.reconcile.facts import TOKEN_PATH
+from rke2fleet.reconcile.paths import DEFAULT, Paths
 from rke2fleet.reconcile.tokens import TOK_SHA256_FN
+
+if TYPE_CHECKING:
+    from rke2fleet.engine.ports import Hosts
 
 NODES_MARK = "--nodes--"
 ETCD_CONDITION = "EtcdIsVoter"
 READ_TIMEOUT = 30.0
 
-# One command: the Node list (kubectl answers only while etcd has quorum) and which token the
-# server's datastore is encrypted with (tokens.password_sha256 of it).
-HEALTH_SCRIPT = (
-    "set +e\n"
-    + TOK_SHA256_FN
-    + f'out=$({" ".join(kubectl.kubectl("get", "nodes", "-o", "json"))} 2>&1); rc=$?\n'
-    + 'echo "kubectl_rc=$rc"\n'
-    + f'[ -f {TOKEN_PATH} ] && echo "token_sha256=$(tok_sha256 {TOKEN_PATH})"\n'
-    + f"echo {NODES_MARK}\n"
-    + 'printf "%s\\n" "$out"\n'
-)
+
+
+def health_script(paths: Paths = DEFAULT) -> str:
+    """One command: the Node list (kubectl answers only while etcd has quorum) and which token
+    the server's datastore is encrypted with (tokens.password_sha256 of it)."""
+    token = shlex.quote(paths.token)
+    return (
+        "set +e\n"
+        + TOK_SHA256_FN
+        + f'out=$({shlex.join(kubectl.kubectl(paths, "get", "nodes", "-o", "json"))} 2>&1); rc=$?\n'
+        + 'echo "kubectl_rc=$rc"\n'
+        + f'[ -f {token} ] && echo "token_sha256=$(tok_sha256 {token})"\n'
+        + f"echo {NODES_MARK}\n"
+        + 'printf "%s\\n" "$out"\n'
+    )
 
 
 @dataclass(frozen=True)
@@ -48,8 +56,6 @@ class NodeHealth:
     etcd: bool | None = None  # EtcdIsVoter: True / False / absent (None)
     etcd_reason: str = ""
     etcd_message: str = ""
-    kubelet_version: str = ""
-    unschedulable: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,14 +83,6 @@ class ClusterHealth:
         if n is None or n.ready is not True:
             return False
         return role != "server" or n.etcd is True or (n.etcd is None and not self.reports_etcd)
-
-    def etcd_members(self) -> list[NodeHealth]:
-        """Nodes that are (or are becoming) etcd members: learners and unhealthy members count."""
-        return [n for n in self.nodes.values() if n.etcd is True or n.etcd_reason in ("MemberIsLearner", "Unhealthy")]
-
-
-def unavailable(error: str, source: str = "") -> ClusterHealth:
-    return ClusterHealth(read_at=time.monotonic(), source=source, error=error)
 
 
 def _condition(node: dict[str, Any], type_: str) -> dict[str, Any] | None:
@@ -129,15 +127,14 @@ def parse_health(stdout: str, *, source: str = "", secrets: Sequence[str] = ()) 
             etcd=None if etcd is None else _tri(etcd.get("status")),
             etcd_reason=str((etcd or {}).get("reason") or ""),
             etcd_message=str((etcd or {}).get("message") or ""),
-            kubelet_version=str(((item.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion") or ""),
-            unschedulable=bool((item.get("spec") or {}).get("unschedulable")),
         )
     return ClusterHealth(
         nodes=nodes, read_at=time.monotonic(), source=source, token_sha256=token, reports_etcd=reports_etcd
     )
 
 
-Candidates = Callable[[], Awaitable[list[tuple[str, HostTarget]]]]
+# (RKE2Node name, its SSH target, the health script with its paths), in the order to try them.
+Candidates = Callable[[], Awaitable[list[tuple[str, HostTarget, str]]]]
 
 
 class HealthReader:
@@ -152,21 +149,21 @@ class HealthReader:
         self._inflight: asyncio.Task[ClusterHealth] | None = None
 
     async def read(
-        self, pool: SSHPool, candidates: Candidates, *, max_age: float, secrets: Sequence[str] = ()
+        self, hosts: Hosts, candidates: Candidates, *, max_age: float, secrets: Sequence[str] = ()
     ) -> ClusterHealth:
         last = self.last
         if last is not None and max_age > 0 and time.monotonic() - last.read_at <= max_age:
             return last
         if self._inflight is None or self._inflight.done():
-            self._inflight = asyncio.ensure_future(self._read(pool, candidates, secrets))
+            self._inflight = asyncio.ensure_future(self._read(hosts, candidates, secrets))
         return await asyncio.shield(self._inflight)
 
-    async def _read(self, pool: SSHPool, candidates: Candidates, secrets: Sequence[str]) -> ClusterHealth:
+    async def _read(self, hosts: Hosts, candidates: Candidates, secrets: Sequence[str]) -> ClusterHealth:
         errors: list[str] = []
         result: ClusterHealth | None = None
-        for name, target in await candidates():
+        for name, target, script in await candidates():
             try:
-                res = await pool.run(target, script=HEALTH_SCRIPT, check=False, timeout=READ_TIMEOUT)
+                res = await hosts.run(target, script=script, check=False, timeout=READ_TIMEOUT)
             except HostAccessError as exc:
                 errors.append(f"{name}: {exc}")
                 continue

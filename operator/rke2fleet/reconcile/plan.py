@@ -5,36 +5,14 @@ An empty plan means the host is as it should be: the caller then does nothing at
 
 from __future__ import annotations
 
-import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rke2fleet.reconcile.desired import DesiredNode
 from rke2fleet.reconcile.facts import HostFacts
+from rke2fleet.reconcile.steps import STEPS, Step
 
-
-class Step(enum.Enum):
-    CORDON = "cordon"
-    DRAIN = "drain"
-    INSTALL = "install"
-    WRITE_CONFIG = "write-config"
-    ENABLE = "enable"
-    START = "start"
-    RESTART = "restart"
-    WAIT_READY = "wait-ready"
-    UNCORDON = "uncordon"
-
-
-# Steps that take the node's RKE2 down or bring it up: these need the cluster's go-ahead.
-DISRUPTIVE = frozenset({Step.CORDON, Step.DRAIN, Step.INSTALL, Step.START, Step.RESTART})
-# What a plan step means when a timer pass finds it: the kind of drift (metric label).
-# A restart follows from one of these, so it names no kind of its own.
-DRIFT_KIND = {
-    Step.CORDON: "version",
-    Step.INSTALL: "version",
-    Step.WRITE_CONFIG: "config",
-    Step.ENABLE: "service",
-    Step.START: "service",
-}
+__all__ = ["Action", "Plan", "Step", "plan_node"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +37,7 @@ class Plan:
 
     @property
     def disruptive(self) -> bool:
-        return any(a.step in DISRUPTIVE for a in self.actions)
+        return any(STEPS[a.step].disrupts for a in self.actions)
 
     @property
     def upgrades(self) -> bool:
@@ -70,7 +48,10 @@ class Plan:
         return [str(a) for a in self.actions]
 
     def drift_kinds(self) -> list[str]:
-        return sorted({DRIFT_KIND[s] for s in self.steps if s in DRIFT_KIND})
+        return sorted({kind for s in self.steps if (kind := STEPS[s].drift)})
+
+    def only(self, keep: Callable[[Step], bool]) -> Plan:
+        return Plan(tuple(a for a in self.actions if keep(a.step)))
 
 
 def plan_node(desired: DesiredNode, facts: HostFacts, *, cordoned: bool = False, drain: bool = True) -> Plan:

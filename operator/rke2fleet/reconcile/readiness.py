@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rke2fleet.reconcile.conditions import Cond
+from rke2fleet.api.conditions import Cond
+from rke2fleet.api.status import NodePhase
 from rke2fleet.reconcile.health import ClusterHealth
 
 
@@ -15,7 +16,7 @@ class Verdict:
 
     ready: Cond
     parts: list[Cond]
-    phase: str
+    phase: NodePhase
 
     @property
     def is_ready(self) -> bool:

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from rke2fleet.api import version_key
 
 IN_PROGRESS = ("Draining", "Installing", "Configuring", "Starting")
 UNHEALTHY = ("Failed", "NotReady", "Unreachable")
+
+
+class Member(Protocol):
+    """A node as the rollout reads it (engine.records.NodeRecord)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def spec(self) -> dict[str, Any]: ...
+
+    @property
+    def status(self) -> dict[str, Any]: ...
 
 
 def _why(status: dict[str, Any]) -> str:
@@ -62,25 +75,25 @@ class RolloutView:
         return out
 
 
-def rollout_view(target: str, nodes: Sequence[dict[str, Any]]) -> RolloutView:
-    """`nodes`: index entries (name, spec, status) of the cluster's nodes."""
+def rollout_view(target: str, nodes: Sequence[Member]) -> RolloutView:
+    """`nodes`: the cluster's nodes (name, spec, status)."""
 
-    def at_target(e: dict[str, Any]) -> bool:
-        return bool(e["status"].get("runningVersion") == target)
+    def at_target(e: Member) -> bool:
+        return bool(e.status.get("runningVersion") == target)
 
-    done = sorted(e["name"] for e in nodes if at_target(e))
-    current = sorted(e["name"] for e in nodes if not at_target(e) and e["status"].get("phase") in IN_PROGRESS)
+    done = sorted(e.name for e in nodes if at_target(e))
+    current = sorted(e.name for e in nodes if not at_target(e) and e.status.get("phase") in IN_PROGRESS)
     # While nodes are behind, one that failed, stopped answering or that the cluster does not
     # count halts the rollout, also once it runs the target: the next node may not go down behind
     # it. With every node at the target there is no rollout to halt (the cluster is Degraded).
     behind = len(done) < len(nodes)
     failed = sorted(
-        (e for e in nodes if behind and e["status"].get("phase") in UNHEALTHY),
-        key=lambda e: (e["spec"].get("role") != "server", e["name"]),
+        (e for e in nodes if behind and e.status.get("phase") in UNHEALTHY),
+        key=lambda e: (e.spec.get("role") != "server", e.name),
     )
-    servers_behind = [e for e in nodes if e["spec"].get("role") == "server" and not at_target(e)]
+    servers_behind = [e for e in nodes if e.spec.get("role") == "server" and not at_target(e)]
     if failed:
         f = failed[0]
-        return RolloutView(target, "Halted", done, current, f["name"], _why(f["status"]))
+        return RolloutView(target, "Halted", done, current, f.name, _why(f.status))
     phase = "Servers" if servers_behind else ("Agents" if len(done) < len(nodes) else "Done")
     return RolloutView(target, phase, done, current, None, None)

@@ -1,0 +1,141 @@
+"""The cluster's two Secrets: the join token (generated, adopted from a running cluster, or
+given; never changed behind the cluster's back) and the kubeconfig read back from a server."""
+
+from __future__ import annotations
+
+import hashlib
+
+from rke2fleet import GROUP
+from rke2fleet.api import RKE2ClusterSpec, parse_node_spec
+from rke2fleet.api.conditions import Cond
+from rke2fleet.engine.access import Waiting, node_paths, read_token, target_of, token_ref, token_source
+from rke2fleet.engine.core import Engine
+from rke2fleet.engine.outcome import ClusterOutcome, Event
+from rke2fleet.engine.records import ClusterRecord, NodeRecord
+from rke2fleet.hostaccess import HostAccessError
+from rke2fleet.reconcile.kubeconfig import KubeconfigError, rewrite_kubeconfig
+from rke2fleet.reconcile.tokens import generate_token, password_sha256
+
+SOURCE_ANNOTATION = f"{GROUP}/source-sha256"
+
+
+async def ensure_token(
+    engine: Engine, crec: ClusterRecord, cluster: RKE2ClusterSpec, init: NodeRecord | None
+) -> tuple[str, bool]:
+    """The token Secret's name, and whether this pass created it by adopting the init server's."""
+    if cluster.token_secret_ref:
+        name, key = token_ref(crec.name, cluster)
+        data = await engine.store.read_secret(crec.namespace, name)
+        if not data or not data.get(key):
+            raise Waiting("TokenSecretMissing", f"Secret {name} (key {key}) named by spec.tokenSecretRef not found", 10)
+        return name, False
+    secret = f"{crec.name}-token"
+    if await engine.store.read_secret(crec.namespace, secret):
+        return secret, False
+    token: str | None = None
+    if init is not None:
+        # Adopting an existing cluster: its first server's token encrypts the datastore; keep it.
+        target = await target_of(engine, cluster, init)
+        try:
+            raw = await engine.hosts.read_file(target, node_paths(cluster, parse_node_spec(init.spec)).token)
+        except HostAccessError as exc:
+            msg = f"cannot check the init server for an existing token: {exc}"
+            raise Waiting("CheckingInitServer", msg, 10) from None
+        if raw and raw.strip():
+            token = raw.decode().strip()
+    created = await engine.store.apply_secret(
+        crec.namespace,
+        secret,
+        {"token": (token or generate_token()).encode()},
+        owner={"name": crec.name, "uid": crec.uid},
+        component="join-token",
+        create_only=True,
+    )
+    return secret, created and token is not None
+
+
+async def check_token(engine: Engine, crec: ClusterRecord, cluster: RKE2ClusterSpec, out: ClusterOutcome) -> bool:
+    """True when the token Secret no longer holds the token the cluster runs with (compared by
+    hash, read from a server): RKE2 cannot take a new token in place, so nothing is rolled out;
+    the condition says how to get out of it."""
+    theirs = engine.memory.cluster_tokens.get(crec.key)
+    if theirs is None:
+        return False
+    try:
+        mine = password_sha256(await read_token(engine, crec.namespace, crec.name, cluster))
+    except Waiting:
+        return False
+    if mine == theirs:
+        return False
+    msg = (
+        f"the join token in {token_source(crec.namespace, crec.name, cluster)} is not the token this cluster runs "
+        "with; RKE2 cannot change a cluster's token in place (its datastore is encrypted with it), so no node is "
+        "changed. Restore the previous token, or rotate it the RKE2 way (rke2 token rotate on a server, "
+        "then every node; see the README, Tokens)"
+    )
+    out.conditions[:] = [c for c in out.conditions if c.type != "TokenReady"]
+    out.conditions.append(Cond("TokenReady", False, "TokenChanged", msg))
+    old = next((c for c in crec.status.get("conditions") or [] if c.get("type") == "TokenReady"), None)
+    if not old or old.get("reason") != "TokenChanged":
+        out.events.append(Event("Warning", "TokenChanged", msg))
+    return True
+
+
+def kubeconfig_source(raw_sha256: str, address: str) -> str:
+    """What the published kubeconfig was made from: the server's rke2.yaml and the address."""
+    return f"{raw_sha256}@{address}"
+
+
+async def publish_kubeconfig(
+    engine: Engine, crec: ClusterRecord, cluster: RKE2ClusterSpec, server: NodeRecord, address: str
+) -> None:
+    """Read rke2.yaml from a serving server and publish it rewritten."""
+    target = await target_of(engine, cluster, server)
+    path = node_paths(cluster, parse_node_spec(server.spec)).kubeconfig
+    try:
+        raw = await engine.hosts.read_file(target, path)
+    except HostAccessError as exc:
+        raise Waiting("KubeconfigUnreadable", f"cannot read rke2.yaml from {server.name}: {exc}", 10) from None
+    if not raw:
+        raise Waiting("KubeconfigMissing", f"rke2.yaml not yet written on {server.name}", 5)
+    try:
+        data = rewrite_kubeconfig(raw, cluster_name=crec.name, address=address)
+    except KubeconfigError as exc:
+        raise Waiting("KubeconfigInvalid", str(exc), 30) from None
+    await engine.store.apply_secret(
+        crec.namespace,
+        f"{crec.name}-kubeconfig",
+        {"value": data},
+        owner={"name": crec.name, "uid": crec.uid},
+        annotations={SOURCE_ANNOTATION: kubeconfig_source(hashlib.sha256(raw).hexdigest(), address)},
+        component="kubeconfig",
+    )
+
+
+async def kubeconfig(
+    engine: Engine, crec: ClusterRecord, cluster: RKE2ClusterSpec, servers: list[NodeRecord], init: NodeRecord | None,
+    out: ClusterOutcome,
+) -> bool:  # fmt: skip
+    """Publish the kubeconfig when it is missing or its server's rke2.yaml changed (RKE2
+    rewrites it at every start; certificate renewal changes it); True when it is published."""
+    serving = [s for s in servers if s.serving]
+    address = cluster.registration_address or (str(init.spec.get("address")) if init else None)
+    name = f"{crec.name}-kubeconfig"
+    if not (serving and address):
+        published = bool(crec.status.get("kubeconfigSecretName"))
+        out.conditions.append(Cond("KubeconfigReady", published, "WaitingForServer", "waiting for a Ready server"))
+        return False
+    source = serving[0]
+    seen = engine.memory.kubeconfig_seen.get(source.key)  # the node passes report its hash
+    try:
+        meta = await engine.store.read_secret_meta(crec.namespace, name)
+        published_from = (meta or {}).get("annotations", {}).get(SOURCE_ANNOTATION)
+        if meta is None or (seen is not None and published_from != kubeconfig_source(seen, address)):
+            await publish_kubeconfig(engine, crec, cluster, source, address)
+    except Waiting as w:
+        out.conditions.append(Cond("KubeconfigReady", False, w.reason, str(w)))
+        out.retry_after = min(out.retry_after or w.delay, w.delay)
+        return False
+    out.status.kubeconfig_secret_name = name
+    out.conditions.append(Cond("KubeconfigReady", True, "Published", f"Secret {name}, server https://{address}:6443"))
+    return True

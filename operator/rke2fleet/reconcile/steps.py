@@ -1,0 +1,183 @@
+"""The steps a plan is made of, each described once: its command on the host, whether it
+disrupts the node (and so needs the cluster's go-ahead), the phase shown while it runs, what a
+timer pass finding it calls the drift, and which condition turns False when it fails."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rke2fleet.api.status import NodePhase
+from rke2fleet.hostaccess import HostTarget, redact
+from rke2fleet.reconcile import kubectl
+from rke2fleet.reconcile.commands import StartFailed, install_script, wait_ready
+from rke2fleet.reconcile.desired import DesiredNode
+from rke2fleet.reconcile.paths import Paths
+
+if TYPE_CHECKING:
+    from rke2fleet.engine.ports import Hosts
+
+
+class Step(enum.Enum):
+    CORDON = "cordon"
+    DRAIN = "drain"
+    INSTALL = "install"
+    WRITE_CONFIG = "write-config"
+    ENABLE = "enable"
+    START = "start"
+    RESTART = "restart"
+    WAIT_READY = "wait-ready"
+    UNCORDON = "uncordon"
+
+
+class StepFailed(Exception):
+    """A step failed on the host; the message is safe for status and Events (secrets redacted)."""
+
+    def __init__(self, step: Step, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+        self.reason = reason  # CamelCase, for conditions
+
+
+@dataclass
+class StepContext:
+    """What a step's command needs, and where it leaves what it learned."""
+
+    hosts: Hosts
+    target: HostTarget
+    desired: DesiredNode
+    secrets: list[str]
+    readiness_timeout: float
+    drain_timeout: float = 300.0
+    kubectl_target: HostTarget | None = None  # a serving server (cordon, drain, uncordon)
+    kubectl_paths: Paths = field(default_factory=Paths)  # that server's RKE2 paths
+    background: bool = False  # staging: the install at a lower CPU priority
+    facts_after: str | None = None  # a facts script, run by a final readiness wait
+    next_step: Step | None = None
+    last: bool = False
+    announce: Callable[[Step], Awaitable[None]] | None = None  # a step merged into this one starts
+    facts_output: str | None = None  # what the final readiness wait's facts script printed
+
+
+Runner = Callable[[StepContext], Awaitable[tuple[Step, ...]]]  # returns the steps it also did
+
+
+async def _install(ctx: StepContext) -> tuple[Step, ...]:
+    script = install_script(ctx.desired, background=ctx.background)
+    await ctx.hosts.run(ctx.target, script=script, secret_values=ctx.secrets)
+    return ()
+
+
+async def _write_config(ctx: StepContext) -> tuple[Step, ...]:
+    # write_file creates the directory (0755) when missing, in its own check
+    await ctx.hosts.write_file(ctx.target, ctx.desired.paths.config, ctx.desired.config, mode=0o600)
+    return ()
+
+
+async def _enable(ctx: StepContext) -> tuple[Step, ...]:
+    if ctx.next_step is Step.START:
+        # One command for both (systemd's own `enable --now`); a failure names the start.
+        if ctx.announce:
+            await ctx.announce(Step.START)
+        await ctx.hosts.run(ctx.target, ["systemctl", "enable", "--now", "--no-block", ctx.desired.unit])
+        return (Step.START,)
+    await ctx.hosts.run(ctx.target, ["systemctl", "enable", ctx.desired.unit])
+    return ()
+
+
+async def _start(ctx: StepContext) -> tuple[Step, ...]:
+    await ctx.hosts.run(ctx.target, ["systemctl", "start", "--no-block", ctx.desired.unit])
+    return ()
+
+
+async def _restart(ctx: StepContext) -> tuple[Step, ...]:
+    await ctx.hosts.run(ctx.target, ["systemctl", "restart", "--no-block", ctx.desired.unit])
+    return ()
+
+
+async def _wait_ready(ctx: StepContext) -> tuple[Step, ...]:
+    try:
+        ctx.facts_output = await wait_ready(
+            ctx.hosts,
+            ctx.target,
+            ctx.desired,
+            timeout=ctx.readiness_timeout,
+            secrets=ctx.secrets,
+            facts=ctx.facts_after if ctx.last else None,
+        )
+    except StartFailed as exc:
+        raise StepFailed(Step.WAIT_READY, exc.reason, str(exc)) from None
+    return ()
+
+
+def _kubectl(command: Callable[[Paths, str], list[str]]) -> Runner:
+    async def run(ctx: StepContext) -> tuple[Step, ...]:
+        assert ctx.kubectl_target is not None  # apply_plan skips it without one
+        await ctx.hosts.run(ctx.kubectl_target, command(ctx.kubectl_paths, ctx.desired.node_name))
+        return ()
+
+    return run
+
+
+async def _drain(ctx: StepContext) -> tuple[Step, ...]:
+    assert ctx.kubectl_target is not None
+    name = ctx.desired.node_name
+    res = await ctx.hosts.run(
+        ctx.kubectl_target,
+        kubectl.drain(ctx.kubectl_paths, name, ctx.drain_timeout),
+        check=False,
+        timeout=ctx.drain_timeout + 30,
+    )
+    if res.exit_status != 0:
+        # Never leave it cordoned behind a failed drain; the rollout halts on this node.
+        await ctx.hosts.run(ctx.kubectl_target, kubectl.uncordon(ctx.kubectl_paths, name), check=False)
+        tail = redact(" ".join(res.stderr.split()[-30:]), ctx.secrets)
+        raise StepFailed(Step.DRAIN, "DrainFailed", f"drain of {name} failed: {tail}")
+    return ()
+
+
+@dataclass(frozen=True)
+class StepKind:
+    phase: NodePhase  # shown while it runs
+    run: Runner
+    disrupts: bool = False  # takes the node's RKE2 down or up: needs the cluster's go-ahead
+    drift: str | None = None  # what a timer pass finding it calls the drift (a metric label)
+    condition: str = "ServiceActive"  # the condition False when it fails ...
+    failure: str = "CommandFailed"  # ... and its reason when the command failed
+    slow: bool = False  # waits on a download, RKE2's start or a drain: worth its own progress write
+    via_kubectl: bool = False  # run with kubectl on a serving server; skipped without one
+    stage: bool = False  # may run before the node's turn (RKE2 reads nothing of it until a start)
+    timeout_fails: bool = False  # a command timeout is this step's failure, not an unreachable host
+    progress: Mapping[str, Any] = field(default_factory=dict)  # status fields written as it starts
+
+
+STEPS: dict[Step, StepKind] = {
+    Step.CORDON: StepKind(
+        "Draining", _kubectl(kubectl.cordon), disrupts=True, drift="version", slow=True, via_kubectl=True,
+        progress={"cordoned": True},  # a restarted operator must know it holds the node cordoned
+    ),
+    Step.DRAIN: StepKind("Draining", _drain, disrupts=True, slow=True, via_kubectl=True),
+    Step.INSTALL: StepKind(
+        "Installing", _install, disrupts=True, drift="version", condition="Installed", failure="InstallFailed",
+        slow=True, stage=True, timeout_fails=True,
+    ),
+    Step.WRITE_CONFIG: StepKind("Configuring", _write_config, drift="config", condition="Configured", stage=True),
+    Step.ENABLE: StepKind("Configuring", _enable, drift="service"),
+    Step.START: StepKind("Starting", _start, disrupts=True, drift="service", slow=True),
+    # A restart follows from a version or config change: it names no drift of its own.
+    Step.RESTART: StepKind("Starting", _restart, disrupts=True, slow=True),
+    Step.WAIT_READY: StepKind("Starting", _wait_ready, slow=True),
+    Step.UNCORDON: StepKind("Starting", _kubectl(kubectl.uncordon), via_kubectl=True),
+}  # fmt: skip
+
+
+def writes_progress(step: Step, steps: tuple[Step, ...]) -> bool:
+    """A quick step (config, enable, uncordon) followed by a slow one gets no progress write: it
+    is done in milliseconds and the slow step's own write follows at once (one API write and one
+    watch event less per node in a bring-up)."""
+    kind = STEPS[step]
+    if kind.slow or kind.progress:
+        return True
+    return not any(STEPS[s].slow for s in steps[steps.index(step) + 1 :])

@@ -1,0 +1,846 @@
+"""The ``rke2`` stand-in behind ``rke2.py`` (the entry script answers ``--version`` without importing this).
+
+``rke2 server|agent`` (config.yaml + drop-ins, first server / join over the supervisor port 9345,
+the shared datastore, etcd membership and the cluster token as RKE2 checks them, leaf
+certificates); ``rke2 etcd-snapshot save|ls``; ``rke2 token rotate``; ``rke2 certificate
+rotate|check``; other subcommands exist but say they are not implemented in the sandbox. The
+supervisor speaks plain HTTP on 9345.
+
+A server start, as k3s's etcd code does it:
+  * a local datastore (``<data-dir>/server/db/etcd``) exists: an existing member. Its token
+    (configured, else ``server/token``) must be the cluster's ("bootstrap data already found and
+    encrypted with different token") and its member must still be in the cluster ("this server is a
+    not a member of the etcd cluster"); both are fatal.
+  * none, and no ``server:``: a new cluster, this server its one voter.
+  * none, and a ``server:``: join over 9345 (token checked against the cluster's current token),
+    then MemberAddAsLearner, retried every second while another learner exists
+    ("Waiting for other members to finish joining etcd cluster: ..."): the unit stays activating.
+Every such refusal is recorded in the datastore as a ``start-refused`` event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+
+# No `typing` at run time: this module is imported on every non-version rke2 call.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+    from rke2fleet_sandbox.standins import fleetstore
+    from rke2fleet_sandbox.standins import standin_common as common
+
+
+def _import_helpers() -> None:
+    """The sibling modules, imported once the command is known (``--version`` needs neither)."""
+    global fleetstore, common
+    if not TYPE_CHECKING:  # mypy knows them by their package path (above)
+        import fleetstore
+        import standin_common as common
+
+
+def import_yaml() -> Any:
+    """PyYAML, the one non-stdlib module: the shim runs ``python -S``, so add site-packages first."""
+    if sys.flags.no_site:
+        import site
+
+        site.main()
+    import yaml
+
+    return yaml
+
+
+DEFAULT_VERSION = "v1.35.7+rke2r1"
+GO_VERSION = "go version go1.26.5 X:boringcrypto"
+CONFIG_FILE = "/etc/rancher/rke2/config.yaml"
+KUBECONFIG_FILE = "/etc/rancher/rke2/rke2.yaml"
+NODE_PASSWORD_FILE = "/etc/rancher/node/password"  # noqa: S105 - a path, not a password
+SUPERVISOR_PORT = 9345
+API_PORT = 6443
+
+BOTH_KEYS = {
+    "server", "token", "token-file", "node-name", "with-node-id", "node-label", "node-taint", "node-ip",
+    "node-external-ip", "data-dir", "private-registry", "selinux", "profile", "protect-kernel-defaults",
+    "kubelet-arg", "kube-proxy-arg", "resolv-conf", "debug", "config", "image-credential-provider-bin-dir",
+    "image-credential-provider-config", "lb-server-port", "kube-proxy-extra-mount", "kubelet-extra-mount",
+    "system-default-registry", "pause-image", "snapshotter", "container-runtime-endpoint", "cloud-provider-name",
+}
+SERVER_KEYS = {
+    "agent-token", "agent-token-file", "tls-san", "advertise-address", "cluster-cidr", "service-cidr",
+    "cluster-dns", "cluster-domain", "cni", "ingress-controller", "write-kubeconfig-mode",
+    "write-kubeconfig-group", "write-kubeconfig", "kube-apiserver-arg", "kube-controller-manager-arg",
+    "kube-scheduler-arg", "etcd-arg", "disable", "secrets-encryption-provider", "cluster-reset",
+    "cluster-reset-restore-path", "disable-cloud-controller", "disable-kube-proxy", "egress-selector-mode",
+    "bind-address", "https-listen-port", "service-node-port-range", "enable-servicelb", "embedded-registry",
+    "disable-scheduler", "disable-apiserver", "disable-controller-manager", "disable-etcd",
+    "secrets-encryption", "audit-policy-file", "pod-security-admission-config-file", "kubelet-path",
+}
+SERVER_KEY_PREFIXES = ("etcd-", "kube-apiserver-", "kube-controller-manager-", "kube-scheduler-")
+CRITICAL_DEFAULTS = {
+    "agent-token": "",
+    "cluster-cidr": "10.42.0.0/16",
+    "cluster-dns": "10.43.0.10",
+    "cluster-domain": "cluster.local",
+    "disable-cloud-controller": "false",
+    "disable-kube-proxy": "false",
+    "egress-selector-mode": "agent",
+    "service-cidr": "10.43.0.0/16",
+}
+
+
+def read_text(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def fake_commit(version: str) -> str:
+    return hashlib.sha1(version.encode()).hexdigest()  # noqa: S324 - a fake commit id, not security
+
+
+def log(level: str, msg: str) -> None:
+    print(common.logrus_line(level, msg), file=sys.stderr, flush=True)
+
+
+def fatal(msg: str) -> NoReturn:
+    log("fatal", msg)
+    sys.exit(1)
+
+
+def refuse(ctx: NodeContext, cluster: str, reason: str, msg: str) -> NoReturn:
+    """Fatal, and recorded in the datastore: the cluster refused this node's start."""
+    try:
+        ctx.store.refused(cluster, ctx.node_name, ctx.role, ctx.version, reason, msg)
+    except OSError:
+        pass
+    fatal(msg)
+
+
+# -- configuration ---------------------------------------------------------------------------------
+def load_config(path: str) -> dict[str, Any]:
+    """config.yaml then config.yaml.d/*.yaml in name order; last wins, ``key+:`` appends."""
+    import os
+
+    yaml = import_yaml()
+    files = [path] if os.path.exists(path) else []
+    try:  # what glob("config.yaml.d/*.yaml") matches, without glob's imports
+        files += [os.path.join(f"{path}.d", name) for name in sorted(os.listdir(f"{path}.d"))
+                  if name.endswith(".yaml") and not name.startswith(".")]
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    merged: dict[str, Any] = {}
+    for name in files:
+        try:
+            with open(name) as f:
+                data = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            fatal(f"failed to parse {name}: {exc}".replace("\n", " "))
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            fatal(f"failed to parse {name}: yaml: config file is not a map")
+        for key, value in data.items():
+            key = str(key)
+            if key.endswith("+"):
+                base = key[:-1]
+                merged[base] = _as_list(merged.get(base)) + _as_list(value)
+            else:
+                merged[key] = value
+    return merged
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str):
+        return [v for v in value.split(",") if v]
+    return [value]
+
+
+def parse_flags(args: list[str]) -> dict[str, Any]:
+    flags: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("-"):
+            fatal(f"unexpected argument {arg!r}")
+        key = arg.lstrip("-")
+        if "=" in key:
+            key, value = key.split("=", 1)
+            flags[key] = value
+        elif i + 1 < len(args) and not args[i + 1].startswith("-"):
+            flags[key] = args[i + 1]
+            i += 1
+        else:
+            flags[key] = True
+        i += 1
+    return flags
+
+
+def effective_config(role: str, flags: dict[str, Any]) -> dict[str, Any]:
+    config = load_config(str(flags.pop("config", flags.pop("c", CONFIG_FILE))))
+    for key in sorted(config):
+        known = key in BOTH_KEYS or key in SERVER_KEYS or key.startswith(SERVER_KEY_PREFIXES)
+        server_only = key not in BOTH_KEYS
+        if not known:
+            log("warning", f"Unknown flag --{key} found in config.yaml, skipping")
+            del config[key]
+        elif role == "agent" and server_only:
+            log("warning", f"Unknown flag --{key} found in config.yaml, skipping")
+            del config[key]
+    config.update(flags)  # command-line flags win over the file
+    return config
+
+
+def critical_values(config: dict[str, Any]) -> dict[str, str]:
+    values = {}
+    for key, default in CRITICAL_DEFAULTS.items():
+        raw = config.get(key, default)
+        value = ",".join(map(str, raw)) if isinstance(raw, list) else str(raw).lower()
+        if key == "agent-token" and value:
+            value = hashlib.sha256(value.encode()).hexdigest()  # compare without sending the secret
+        values[key] = value
+    return values
+
+
+def kubeconfig_mode(config: dict[str, Any]) -> int:
+    raw = config.get("write-kubeconfig-mode")
+    if raw is None:
+        return 0o600
+    try:
+        return int(str(raw), 8)
+    except ValueError:
+        fatal(f"invalid write-kubeconfig-mode {raw!r}")
+
+
+# -- tokens and PKI ------------------------------------------------------------------------------------
+def parse_token(token: str) -> tuple[str | None, str]:
+    """(CA hash or None, password) of a secure ``K10<hash>::<user>:<password>`` or short token."""
+    if token.startswith("K10") and "::" in token:
+        ca_hash, creds = token[3:].split("::", 1)
+        _, _, password = creds.partition(":")
+        return ca_hash, password
+    return None, token
+
+
+def random_pem(kind: str, size: int = 420) -> str:
+    import base64
+    import os
+
+    encoded = base64.b64encode(os.urandom(size)).decode()
+    body = "\n".join(encoded[i:i + 64] for i in range(0, len(encoded), 64))
+    return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
+
+
+def configured_token(config: dict[str, Any]) -> str | None:
+    if config.get("token"):
+        return str(config["token"])
+    if config.get("token-file"):
+        try:
+            with open(str(config["token-file"])) as f:
+                return f.read().strip()
+        except OSError as exc:
+            fatal(f"failed to read token file: {exc}")
+    return None
+
+
+# -- server-side state -------------------------------------------------------------------------------
+class NodeContext:
+    def __init__(self, role: str, version: str, config: dict[str, Any]) -> None:
+        import os
+
+        self.role = role
+        self.version = version
+        self.config = config
+        self.info = common.host_info()
+        self.data_dir = str(config.get("data-dir", "/var/lib/rancher/rke2"))
+        self.address = str(self.info["address"])
+        self.node_name = str(config.get("node-name") or self.info["name"])
+        self.critical = critical_values(config)
+        self.pid = os.getpid()
+        self.pid_start = fleetstore.process_start_ticks(self.pid)
+        if not self.info.get("datastoreDir"):
+            fatal("sandbox: datastoreDir missing from host.json")
+        self.store = fleetstore.Datastore(self.info["datastoreDir"])
+        self.ca_pem = ""
+        self.password = ""
+        self.agent_password: str | None = None
+        self.cluster = ""
+
+    @property
+    def ca_path(self) -> str:
+        return os.path.join(self.data_dir, "server", "tls", "server-ca.crt")
+
+    @property
+    def etcd_dir(self) -> str:
+        return os.path.join(self.data_dir, "server", "db", "etcd")
+
+    def host_seconds(self, key: str, switch: str | None = None) -> float:
+        """A delay of this host: its fault switch file if set, else host.json's ``key``, else 1 s."""
+        value = common.fault_seconds(switch) if switch else None
+        if value is None:
+            try:
+                value = float(self.info.get(key, fleetstore.DEFAULT_READY_DELAY))
+            except (TypeError, ValueError):
+                value = fleetstore.DEFAULT_READY_DELAY
+        return value
+
+    def member_name(self) -> str:
+        """``<node>-<8 hex>``, kept in ``server/db/etcd/name`` (a new one when the file is gone)."""
+        path = os.path.join(self.etcd_dir, "name")
+        try:
+            return read_text(path).strip()
+        except FileNotFoundError:
+            return f"{self.node_name}-{os.urandom(4).hex()}"
+
+    def write_member(self, name: str) -> None:
+        """The local datastore: the member's name file and its write-ahead log directory."""
+        os.makedirs(os.path.join(self.etcd_dir, "member", "wal"), exist_ok=True)
+        common.write_atomic(os.path.join(self.etcd_dir, "name"), name + "\n", 0o600)
+
+    def node_password_hash(self) -> str:
+        if not os.path.exists(NODE_PASSWORD_FILE):
+            common.write_atomic(NODE_PASSWORD_FILE, os.urandom(16).hex() + "\n", 0o600)
+        return hashlib.sha256(read_text(NODE_PASSWORD_FILE).strip().encode()).hexdigest()
+
+    def node_record(self) -> dict[str, Any]:
+        labels = {}
+        for item in _as_list(self.config.get("node-label")):
+            k, _, v = str(item).partition("=")
+            labels[k] = v
+        taints = []
+        for item in _as_list(self.config.get("node-taint")):
+            kv, _, effect = str(item).partition(":")
+            k, _, v = kv.partition("=")
+            taints.append({"key": k, "value": v, "effect": effect or "NoSchedule"})
+        return {
+            "name": self.node_name,
+            "role": self.role,
+            "version": self.version,
+            "pid": self.pid,
+            "pidStart": self.pid_start,
+            "address": self.address,
+            "host": self.info["name"],
+            "faultsDir": self.info.get("faultsDir"),
+            "labels": labels,
+            "taints": taints,
+        }
+
+    def write_token_files(self) -> None:
+        server_dir = os.path.join(self.data_dir, "server")
+        ca_hash = hashlib.sha256(self.ca_pem.encode()).hexdigest()
+        common.write_atomic(os.path.join(server_dir, "token"), f"K10{ca_hash}::server:{self.password}\n", 0o600)
+        for link in ("node-token", "agent-token"):
+            path = os.path.join(server_dir, link)
+            if link == "agent-token" and self.agent_password:
+                common.write_atomic(path, f"K10{ca_hash}::node:{self.agent_password}\n", 0o600)
+                continue
+            if os.path.lexists(path):
+                os.unlink(path)
+            os.symlink("token", path)
+
+    def write_kubeconfig(self) -> None:
+        import base64
+
+        yaml = import_yaml()
+
+        def b64(text: str) -> str:
+            return base64.b64encode(text.encode()).decode()
+
+        doc = {
+            "apiVersion": "v1",
+            "clusters": [{"cluster": {"certificate-authority-data": b64(self.ca_pem),
+                                      "server": f"https://127.0.0.1:{API_PORT}"}, "name": "default"}],
+            "contexts": [{"context": {"cluster": "default", "user": "default"}, "name": "default"}],
+            "current-context": "default",
+            "kind": "Config",
+            "preferences": {},
+            "users": [{"name": "default", "user": {
+                "client-certificate-data": b64(random_pem("CERTIFICATE", 300)),
+                "client-key-data": b64(random_pem("EC PRIVATE KEY", 120)),
+            }}],
+        }
+        target = str(self.config.get("write-kubeconfig", KUBECONFIG_FILE))
+        common.write_atomic(target, yaml.safe_dump(doc, sort_keys=False), kubeconfig_mode(self.config))
+
+    def write_data_dir(self) -> None:
+        tag = self.version.replace("+", "-")
+        rel = f"data/{tag}-{hashlib.sha256(self.version.encode()).hexdigest()[:12]}"
+        shim = (f'#!/bin/sh\nexec {self.info["python"]} -s {self.info["standinsDir"]}/kubectl.py "$@"\n')
+        common.write_atomic(os.path.join(self.data_dir, rel, "bin", "kubectl"), shim, 0o755)
+        tmp = os.path.join(self.data_dir, ".bin.tmp")
+        if os.path.islink(tmp):
+            os.unlink(tmp)
+        os.symlink(f"{rel}/bin", tmp)
+        os.replace(tmp, os.path.join(self.data_dir, "bin"))
+        # Not server/db/etcd: its existence is what makes a server an existing etcd member.
+        for sub in ("agent/pod-manifests", "server/manifests", "server/db/snapshots"):
+            os.makedirs(os.path.join(self.data_dir, sub), exist_ok=True)
+
+
+# -- supervisor HTTP (port 9345) and the API port ---------------------------------------------------
+UNHEALTHY_ETCD = ("[+]ping ok\n[+]log ok\n[-]etcd failed: reason withheld\n"
+                  "[+]poststarthook/start-apiserver-admission-initializer ok\n")
+
+
+def serve(ctx: NodeContext) -> None:
+    import json
+
+    if TYPE_CHECKING:
+        from rke2fleet_sandbox.standins import minihttp
+    else:
+        import minihttp
+
+    def token_accepted(password: object, role: object) -> bool:
+        """Against the cluster's CURRENT token (a rotation applies at once), or the agent token."""
+        if not isinstance(password, str):
+            return False
+        current = ctx.store.token_matches(ctx.cluster, password)
+        accepted = password == ctx.password if current is None else current  # None: none recorded yet
+        if not accepted and role != "server" and ctx.agent_password:
+            accepted = password == ctx.agent_password
+        return accepted
+
+    def join_reply(body: bytes) -> tuple[int, str, str]:
+        try:
+            req = json.loads(body or b"{}")
+            node, node_password_hash = req["node"], req["nodePasswordHash"]
+        except (ValueError, KeyError, TypeError):
+            return 400, "invalid join request", "text/plain"
+        if not token_accepted(req.get("password"), req.get("role")):
+            return 401, "Unauthorized", "text/plain"
+        if req.get("role") == "server":
+            theirs = req.get("critical", {})
+            differing = sorted(k for k, v in ctx.critical.items() if theirs.get(k) != v)
+            if differing:
+                return 400, ("critical configuration value mismatch between servers: "
+                             + ", ".join(differing)), "text/plain"
+        error = ctx.store.register(ctx.cluster, node, node_password_hash)
+        if error:
+            return 403, error, "text/plain"
+        return 200, json.dumps({"cluster": ctx.cluster}), "application/json"
+
+    def rotate_reply(body: bytes) -> tuple[int, str, str]:
+        """PUT /v1-rke2/token: authenticated with the old token, sets the cluster's new one."""
+        try:
+            req = json.loads(body or b"{}")
+            old, new = str(req["token"]), str(req["newToken"])
+        except (ValueError, KeyError, TypeError):
+            return 400, "invalid token rotate request", "text/plain"
+        if not new:
+            return 400, "new token must not be empty", "text/plain"
+        if not ctx.store.quorum(ctx.cluster):  # the new token is written to etcd
+            return 500, fleetstore.REQUEST_TIMED_OUT, "text/plain"
+        if not ctx.store.rotate_token(ctx.cluster, ctx.node_name, fleetstore.token_hash(old),
+                                      fleetstore.token_hash(new)):
+            return 401, "Unauthorized", "text/plain"
+        ctx.password = new
+        ctx.write_token_files()
+        return 200, "", "text/plain"
+
+    def common_reply(path: str) -> tuple[int, str, str]:
+        if path == "/cacerts":
+            return 200, ctx.ca_pem, "text/plain"
+        if path in ("/ping", "/readyz", "/healthz", "/livez"):
+            return 200, "ok" if path != "/ping" else "pong", "text/plain"
+        if path == "/version":
+            return 200, json.dumps({"gitVersion": ctx.version}), "application/json"
+        return 404, "404 page not found", "text/plain"
+
+    def supervisor(method: str, path: str, body: bytes) -> tuple[int, str, str]:
+        if method == "POST":
+            return join_reply(body) if path == "/v1-rke2/join" else (404, "404 page not found", "text/plain")
+        if method == "PUT":
+            return rotate_reply(body) if path == "/v1-rke2/token" else (404, "404 page not found", "text/plain")
+        return common_reply(path)
+
+    def api(method: str, path: str, body: bytes) -> tuple[int, str, str]:
+        """6443: the health endpoints fail while etcd has no quorum, as the apiserver's etcd check does."""
+        if method == "GET" and path in ("/readyz", "/healthz", "/livez") and not ctx.store.quorum(ctx.cluster):
+            return 500, f"{UNHEALTHY_ETCD}{path[1:]} check failed\n", "text/plain"
+        return supervisor(method, path, body)
+
+    for port, handler in ((SUPERVISOR_PORT, supervisor), (API_PORT, api)):
+        try:
+            sock = minihttp.listen(ctx.address, port)
+        except OSError as exc:
+            fatal(f"starting kubernetes: listen tcp {ctx.address}:{port}: bind: {(exc.strerror or str(exc)).lower()}")
+        minihttp.serve_in_background(sock, handler)
+
+
+# -- joining ------------------------------------------------------------------------------------------
+def split_server_url(server_url: str) -> tuple[str, int]:
+    """(host, port) of ``server:`` (``https://host:port``, scheme and port optional)."""
+    rest = server_url.split("://", 1)[1] if "://" in server_url else server_url
+    netloc = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    if netloc.startswith("["):  # [v6]:port
+        host, _, tail = netloc[1:].partition("]")
+        port = tail[1:] if tail.startswith(":") else ""
+    else:
+        host, _, port = netloc.partition(":")
+    return host.lower(), int(port) if port else SUPERVISOR_PORT
+
+
+def join(ctx: NodeContext, server_url: str, token: str) -> None:
+    import json
+
+    if TYPE_CHECKING:
+        from rke2fleet_sandbox.standins import minihttp
+    else:
+        import minihttp
+
+    host, port = split_server_url(server_url)
+    shown = f"https://{host}:{port}"
+    prefix = "starting kubernetes: preparing server: " if ctx.role == "server" else ""
+    try:
+        status, reason, body = minihttp.request(host, port, "GET", "/cacerts")
+    except OSError as exc:
+        status, reason, body = 0, str(exc), b""
+    if status != 200:  # urllib raised for every non-2xx answer too, its reason being the status text
+        fatal(f'{prefix}failed to get CA certs: Get "{shown}/cacerts": dial tcp {host}:{port}: connect: {reason}')
+    ca_pem = body.decode()
+    cluster = fleetstore.cluster_id_for_ca(ca_pem)  # the cluster this node asks to join
+    expected_hash, password = parse_token(token)
+    actual_hash = hashlib.sha256(ca_pem.encode()).hexdigest()
+    if expected_hash is not None and expected_hash != actual_hash:
+        refuse(ctx, cluster, "ca-hash", f"{prefix}token CA hash does not match the Cluster CA certificate hash: "
+               f"{expected_hash} != {actual_hash}")
+    request = json.dumps({
+        "password": password,
+        "role": ctx.role,
+        "critical": ctx.critical,
+        "node": ctx.node_record(),
+        "nodePasswordHash": ctx.node_password_hash(),
+    }).encode()
+    try:
+        status, reason, body = minihttp.request(host, port, "POST", "/v1-rke2/join", request)
+    except OSError as exc:
+        fatal(f'{prefix}failed to join: Post "{shown}/v1-rke2/join": {exc}')
+    detail = body.decode(errors="replace").strip()
+    if status == 401:
+        refuse(ctx, cluster, "unauthorized",
+               f"{prefix}failed to validate token: {shown}/v1-rke2/server-bootstrap: 401 Unauthorized")
+    if status == 400:
+        refuse(ctx, cluster, "config", f"{prefix}failed to validate server configuration: {detail}")
+    if status == 403:
+        refuse(ctx, cluster, "node-password", f"{prefix}{detail}")
+    if not 200 <= status < 300:
+        fatal(f"{prefix}{detail}")
+    try:
+        ctx.cluster = json.loads(body)["cluster"]
+    except (ValueError, KeyError, TypeError):
+        fatal(f'{prefix}failed to join: Post "{shown}/v1-rke2/join": invalid response from the server')
+    ctx.ca_pem = ca_pem
+    ctx.password = password
+
+
+# -- etcd -----------------------------------------------------------------------------------------------
+ETCD_PREFIX = "starting kubernetes: preparing server: start managed database: "
+
+
+def start_existing_member(ctx: NodeContext, token: str | None) -> None:
+    """A server with a local datastore: its token and its membership are checked; no join."""
+    try:
+        ctx.ca_pem = read_text(ctx.ca_path)
+    except FileNotFoundError:
+        fatal(f"starting kubernetes: preparing server: failed to read {ctx.ca_path}: no such file or directory")
+    ctx.cluster = fleetstore.cluster_id_for_ca(ctx.ca_pem)
+    token_file = os.path.join(ctx.data_dir, "server", "token")
+    if token is None and os.path.exists(token_file):
+        token = read_text(token_file).strip()
+    ctx.password = parse_token(token)[1] if token else ""
+    name = ctx.member_name()
+    refused = ctx.store.start_member(ctx.cluster, name, ctx.node_name, ctx.address, ctx.pid, ctx.pid_start,
+                                     fleetstore.token_hash(ctx.password))
+    if refused is not None:
+        reason, error = refused
+        refuse(ctx, ctx.cluster, reason,
+               f"starting kubernetes: preparing server: {error}" if reason == "token" else ETCD_PREFIX + error)
+    log("info", f"Starting etcd member {name} of an existing cluster (local datastore found)")
+    rejected = ctx.store.register(ctx.cluster, ctx.node_record(), ctx.node_password_hash())
+    if rejected:
+        refuse(ctx, ctx.cluster, "node-password", rejected)
+
+
+def start_new_cluster(ctx: NodeContext, token: str | None) -> None:
+    """The init server (no ``server:``) without a local datastore: a new etcd cluster."""
+    if os.path.exists(ctx.ca_path):
+        ctx.ca_pem = read_text(ctx.ca_path)
+    else:
+        ctx.ca_pem = random_pem("CERTIFICATE")
+        common.write_atomic(ctx.ca_path, ctx.ca_pem, 0o644)
+    token_file = os.path.join(ctx.data_dir, "server", "token")
+    if token:
+        ctx.password = parse_token(token)[1]
+    elif os.path.exists(token_file):
+        ctx.password = parse_token(read_text(token_file).strip())[1]
+    else:
+        ctx.password = os.urandom(16).hex()  # what secrets.token_hex(16) returns, without its imports
+    ctx.cluster = fleetstore.cluster_id_for_ca(ctx.ca_pem)
+    name = ctx.member_name()
+    error = ctx.store.register(ctx.cluster, ctx.node_record(), ctx.node_password_hash())
+    if error:
+        refuse(ctx, ctx.cluster, "node-password", error)
+    ctx.store.new_cluster(ctx.cluster, name, ctx.node_name, ctx.address, ctx.pid, ctx.pid_start,
+                          fleetstore.token_hash(ctx.password))
+    log("info", f"Starting etcd for new cluster, member {name}={fleetstore.peer_url(ctx.address)}")
+    ctx.write_member(name)
+
+
+def join_etcd(ctx: NodeContext) -> None:
+    """MemberAddAsLearner, retried every second while etcd answers that another learner exists (or
+    while it has no quorum); the unit stays activating meanwhile."""
+    import time
+
+    name = ctx.member_name()
+    delay = ctx.host_seconds("learnerPromoteDelay")
+    while True:
+        answer = ctx.store.add_learner(ctx.cluster, name, ctx.node_name, ctx.address, ctx.pid, ctx.pid_start,
+                                       delay)
+        if answer is None:
+            break
+        error, retry = answer
+        if not retry:
+            refuse(ctx, ctx.cluster, "member-exists", ETCD_PREFIX + error)
+        log("info", f"Waiting for other members to finish joining etcd cluster: {error}")  # every retry, as k3s
+        time.sleep(1)
+    log("info", f"Adding member {name}={fleetstore.peer_url(ctx.address)} to etcd cluster as a learner")
+    ctx.write_member(name)
+
+
+# -- rke2 server / agent -------------------------------------------------------------------------------
+def run_node(role: str, version: str, args: list[str]) -> NoReturn:
+    import json
+    import time
+
+    log("info", f"Starting rke2 {version} ({fake_commit(version)[:8]})")
+    config = effective_config(role, parse_flags(args))
+    if common.fault_value("fail-next-start", consume=True) is not None:
+        fatal("starting kubernetes: sandbox fault: injected start failure (fail-next-start)")
+    delay = common.fault_seconds("start-delay")
+    ctx = NodeContext(role, version, config)
+    if config.get("profile") and not os.path.exists("/etc/sysctl.d/60-rke2-cis.conf"):
+        fatal("missing required: /etc/sysctl.d/60-rke2-cis.conf: "
+              "sysctl settings from rke2-cis-sysctl.conf must be applied for the CIS profile")
+    server_url = config.get("server")
+    token = configured_token(config)
+    if role == "agent" and not server_url:
+        fatal("--server is required")
+    if server_url and not token:
+        fatal("--token is required")
+    if role == "server" and config.get("agent-token"):
+        ctx.agent_password = parse_token(str(config["agent-token"]))[1]
+
+    joining = False
+    if role == "server" and os.path.isdir(ctx.etcd_dir):
+        start_existing_member(ctx, token)
+    elif role == "server" and not server_url:
+        start_new_cluster(ctx, token)
+    else:
+        assert server_url and token
+        join(ctx, str(server_url), token)
+        joining = role == "server"
+
+    notify = os.environ.get("NOTIFY_FILE")
+    if notify:  # lets the systemctl stand-in record the node's exit
+        common.write_atomic(os.path.join(os.path.dirname(notify), "node.json"), json.dumps({
+            "cluster": ctx.cluster, "node": ctx.node_name, "role": role, "version": version,
+            "datastoreDir": ctx.info["datastoreDir"]}))
+    if role == "server":
+        common.write_atomic(ctx.ca_path, ctx.ca_pem, 0o644)
+    if joining:
+        join_etcd(ctx)
+    ensure_certificates(ctx)
+    ctx.write_data_dir()
+    if role == "server":
+        ctx.write_token_files()
+        ctx.write_kubeconfig()
+        serve(ctx)
+    if delay:
+        log("info", f"Waiting for the node to become ready (sandbox start-delay {delay}s)")
+        time.sleep(delay)
+    log("info", "rke2 is up and running" if role == "server" else "rke2 agent is up and running")
+    ctx.store.mark(ctx.cluster, ctx.node_name, "ready", activeAt=time.time(),
+                   readyDelay=ctx.host_seconds("nodeReadyDelay", "node-ready-delay"))
+    if notify:
+        common.write_atomic(notify, "READY=1\n")
+    while True:
+        time.sleep(3600)
+
+
+# -- certificates ----------------------------------------------------------------------------------
+def ensure_certificates(ctx: NodeContext) -> None:
+    """Issue the node's leaf certificates at its first start, renew those inside the renewal window.
+
+    The check reads a small JSON index (no ``cryptography`` on a plain restart); issuing runs in a
+    short-lived child (``rke2_certs.py ensure``), so the long-lived daemon never loads it."""
+    if TYPE_CHECKING:
+        from rke2fleet_sandbox.standins import rke2_certs
+    else:
+        import rke2_certs
+
+    window = rke2_certs.renewal_window_days(ctx.version)
+    if not rke2_certs.needs_work(ctx.data_dir, ctx.role, window):
+        return
+    argv = [str(ctx.info["python"]), "-s", os.path.join(str(ctx.info["standinsDir"]), "rke2_certs.py"), "ensure",
+            "--data-dir", ctx.data_dir, "--role", ctx.role, "--node", ctx.node_name, "--address", ctx.address,
+            "--window", str(window)]
+    code, lines = rke2_certs.run_child(argv)
+    if code != 0:
+        tail = " ".join(line for line in lines if not line.startswith(rke2_certs.REPORT))[-500:]
+        fatal(f"starting kubernetes: preparing server: failed to generate certificates: {tail}")
+    for line in lines:
+        if line.startswith(rke2_certs.REPORT):
+            log("info", line[len(rke2_certs.REPORT):])
+
+
+# -- other subcommands ------------------------------------------------------------------------------
+def etcd_snapshot(args: list[str]) -> int:
+    import time
+    from pathlib import Path
+
+    sub = args[0] if args and not args[0].startswith("-") else "save"
+    flags = parse_flags(args[1:] if args and not args[0].startswith("-") else args)
+    config = load_config(CONFIG_FILE)
+    snapdir = Path(str(flags.get("dir", config.get("etcd-snapshot-dir",
+                   f"{config.get('data-dir', '/var/lib/rancher/rke2')}/server/db/snapshots"))))
+    info = common.host_info()
+    node = str(config.get("node-name") or info["name"])
+    if sub == "save":
+        import socket
+
+        try:
+            socket.create_connection((str(info["address"]), SUPERVISOR_PORT), timeout=2).close()
+        except OSError:
+            log("fatal", "etcd datastore is not started")
+            return 1
+        if common.fault_value("fail-snapshot"):
+            log("fatal", "failed to save snapshot: context deadline exceeded")
+            return 1
+        name = f"{flags.get('name', 'on-demand')}-{node}-{int(time.time())}"
+        common.write_atomic(snapdir / name, f"sandbox etcd snapshot {name}\n", 0o600)
+        log("info", f"Snapshot {name} saved.")
+        return 0
+    if sub in ("ls", "list"):
+        print(f"{'Name':<60} {'Location':<90} {'Size':<6} Created")
+        for path in sorted(snapdir.glob("*")) if snapdir.exists() else []:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
+            print(f"{path.name:<60} {'file://' + str(path):<90} {path.stat().st_size:<6} {stamp}")
+        return 0
+    print(f"rke2 etcd-snapshot {sub}: not implemented in the sandbox", file=sys.stderr)
+    return 1
+
+
+ROTATE_WARNING = ("WARNING: Recommended to keep a record of the old token. If restoring from a snapshot, "
+                  "you must use the token associated with that snapshot.")
+
+
+def token_command(args: list[str]) -> int:
+    """``rke2 token rotate [--token OLD] [--new-token NEW]``, through the local supervisor port."""
+    import json
+
+    if TYPE_CHECKING:
+        from rke2fleet_sandbox.standins import minihttp
+    else:
+        import minihttp
+
+    sub = args[0] if args and not args[0].startswith("-") else ""
+    if sub != "rotate":
+        print(f"rke2 token {sub}: not implemented in the sandbox (only rotate)", file=sys.stderr)
+        return 1
+    flags = parse_flags(args[1:])
+    config = load_config(str(flags.get("config", CONFIG_FILE)))
+    data_dir = str(flags.get("data-dir", config.get("data-dir", "/var/lib/rancher/rke2")))
+    print(ROTATE_WARNING, flush=True)
+    old = flags.get("token")
+    if not old or old is True:
+        try:
+            old = read_text(os.path.join(data_dir, "server", "token")).strip()
+        except OSError as exc:
+            log("fatal", f"failed to read token: {exc}")
+            return 1
+    new = flags.get("new-token")
+    if not new or new is True:
+        new = os.urandom(8).hex()  # 16 characters
+    server = str(flags.get("server", f"https://127.0.0.1:{SUPERVISOR_PORT}"))
+    host, port = split_server_url(server)
+    shown = f"https://{host}:{port}/v1-rke2/token"
+    if host in ("127.0.0.1", "localhost"):
+        host = str(common.host_info()["address"])
+    body = json.dumps({"token": parse_token(str(old))[1], "newToken": parse_token(str(new))[1]}).encode()
+    try:
+        status, reason, _ = minihttp.request(host, port, "PUT", "/v1-rke2/token", body)
+    except OSError as exc:
+        log("fatal", f'Put "{shown}": dial tcp {host}:{port}: connect: {str(exc.strerror or exc).lower()}')
+        return 1
+    if status != 200:
+        log("fatal", f"{shown}: {status} {reason}")
+        return 1
+    print("Token rotated, restart rke2 nodes with new token")
+    return 0
+
+
+def certificate_command(version: str, args: list[str]) -> int:
+    """``rke2 certificate rotate [--service S]...`` and ``rke2 certificate check [--output table]``."""
+    if TYPE_CHECKING:
+        from rke2fleet_sandbox.standins import rke2_certs
+    else:
+        import rke2_certs
+
+    sub = args[0] if args and not args[0].startswith("-") else ""
+    rest = args[1:] if sub else args
+    services: list[str] = []
+    other: list[str] = []
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg in ("--service", "-s") and i + 1 < len(rest):
+            services += [s for s in rest[i + 1].split(",") if s]
+            i += 2
+            continue
+        if arg.startswith("--service="):
+            services += [s for s in arg.split("=", 1)[1].split(",") if s]
+        else:
+            other.append(arg)
+        i += 1
+    flags = parse_flags(other)
+    config = load_config(str(flags.get("config", CONFIG_FILE)))
+    data_dir = str(flags.get("data-dir", config.get("data-dir", "/var/lib/rancher/rke2")))
+    if sub == "rotate":
+        return rke2_certs.rotate(data_dir, services, log)
+    if sub == "check":
+        output = str(flags.get("output", flags.get("o", "text")))
+        return rke2_certs.check(data_dir, output, rke2_certs.renewal_window_days(version), log)
+    print(f"rke2 certificate {sub}: not implemented in the sandbox (rotate, check)", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str]) -> int:
+    version = DEFAULT_VERSION
+    if argv[:1] == ["--standin-version"]:
+        version, argv = argv[1], argv[2:]
+    if not argv or argv[0] in ("--version", "-v", "version"):
+        print(f"rke2 version {version} ({fake_commit(version)})\n{GO_VERSION}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    _import_helpers()
+    if command in ("server", "agent"):
+        run_node(command, version, rest)
+    if command == "etcd-snapshot":
+        return etcd_snapshot(rest)
+    if command == "token":
+        return token_command(rest)
+    if command == "certificate":
+        return certificate_command(version, rest)
+    if command in ("secrets-encrypt", "completion"):
+        print(f"rke2 {command}: not implemented in the sandbox", file=sys.stderr)
+        return 1
+    print(f"Incorrect Usage: no such command {command!r}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
