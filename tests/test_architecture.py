@@ -21,6 +21,8 @@ FORBIDDEN = {
     "reconcile": ("kopf", "kubernetes", "rke2fleet.handlers", "rke2fleet.store", "rke2fleet.engine"),
     "api": ("kopf", "asyncssh", "rke2fleet.handlers", "rke2fleet.engine", "rke2fleet.reconcile"),
     "hostaccess": ("kopf", "kubernetes", "rke2fleet.handlers", "rke2fleet.engine", "rke2fleet.reconcile"),
+    # the second driver: the engine without Kopf or a Kubernetes API
+    "standalone": ("kopf", "kubernetes", "rke2fleet.handlers", "rke2fleet.store.kube", "rke2fleet.store.api"),
 }
 
 

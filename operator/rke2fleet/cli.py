@@ -1,4 +1,4 @@
-"""Command line: `rke2fleet run | crds | validate`, plus the commands of installed plugins.
+"""Command line: `rke2fleet run | crds | validate | plan | apply | export`, plus plugin commands.
 
 Each subcommand lives in the room it belongs to; this module only wires argparse
 and imports lazily so that `rke2fleet validate` does not pay for Kopf's import.
@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", "-v", action="store_true")
     p.set_defaults(func=_cmd_run)
 
+    from rke2fleet.standalone.cli import add_arguments
+
+    add_arguments(sub)
     register_plugins(sub)
     return parser
 

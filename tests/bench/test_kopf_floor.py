@@ -92,8 +92,7 @@ def test_floor_indexes_give_the_operators_entries(floor: Any) -> None:
 
 
 def test_floor_paused_status_has_the_fields_our_paused_node_gets(floor: Any) -> None:
-    from rke2fleet.api.conditions import Cond
-    from rke2fleet.handlers.status import status_patch
+    from rke2fleet.api.conditions import Cond, status_patch
 
     ours = status_patch({}, 2, {"phase": "Paused"}, [Cond("Ready", False, "Paused", "cluster c1 is paused")])
     theirs = floor.paused_status(2, "c1")

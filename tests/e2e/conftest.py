@@ -59,8 +59,9 @@ class E2E:
 
     def up(self, servers: int, agents: int, **kw: Any) -> Sandbox:
         self.sandbox = Sandbox.up(self.tmp / "sandbox", servers, agents, **kw)
-        assert self.sandbox.kubeconfig_path is not None
-        self.kube = Kube(self.sandbox.kubeconfig_path)
+        if kw.get("emulator", True):
+            assert self.sandbox.kubeconfig_path is not None
+            self.kube = Kube(self.sandbox.kubeconfig_path)
         return self.sandbox
 
     def operator(self, **env: str) -> Operator:

@@ -31,7 +31,7 @@ def test_the_sandbox_declares_its_commands() -> None:
 def test_help_lists_the_plugins_commands() -> None:
     result = subprocess.run([sys.executable, "-m", "rke2fleet", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "{crds,validate,run,demo,sandbox}" in result.stdout
+    assert "{crds,validate,run,plan,apply,export,demo,sandbox}" in result.stdout
     assert result.stderr == ""
 
 
@@ -59,7 +59,7 @@ def test_without_the_sandbox_installed_only_the_operators_commands() -> None:
     )
     shown = subprocess.run([sys.executable, "-S", "-c", code, "--help"], capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
-    assert "{crds,validate,run}" in shown.stdout
+    assert "{crds,validate,run,plan,apply,export}" in shown.stdout
     assert "sandbox" not in shown.stdout and "demo" not in shown.stdout
     refused = subprocess.run([sys.executable, "-S", "-c", code, "demo"], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2

@@ -130,5 +130,5 @@ def test_the_operator_wheel_alone_has_no_sandbox_commands(operator_wheel: Path, 
     )
     shown = subprocess.run([sys.executable, "-S", "-c", code, "--help"], capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
-    assert "{crds,validate,run}" in shown.stdout
+    assert "{crds,validate,run,plan,apply,export}" in shown.stdout
     assert "sandbox" not in shown.stdout and "demo" not in shown.stdout and shown.stderr == ""

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from rke2fleet.api.conditions import Cond, merge_conditions, same_conditions
-from rke2fleet.handlers.status import status_patch
+from rke2fleet.api.conditions import Cond, merge_conditions, same_conditions, status_patch
 
 T0, T1 = "2026-08-01T10:00:00Z", "2026-08-01T11:00:00Z"
 

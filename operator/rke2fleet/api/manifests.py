@@ -50,15 +50,15 @@ def _yaml_error_text(exc: yaml.YAMLError) -> str:
     return "YAML syntax error"
 
 
-def _documents(text: str) -> Iterator[Any]:
+def documents(text: str) -> Iterator[Any]:
     yield from yaml.load_all(text, Loader=_StrictLoader)
 
 
-def _expand_lists(doc: Any) -> Iterator[Any]:
+def expand_lists(doc: Any) -> Iterator[Any]:
     """`kind: List` (as `kubectl get -o yaml` writes) holds objects under items."""
     if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
         for item in doc["items"]:
-            yield from _expand_lists(item)
+            yield from expand_lists(item)
     else:
         yield doc
 
@@ -112,7 +112,7 @@ def validate_text(text: str, source: str) -> list[str]:
     """Errors, as printable lines, of every RKE2Cluster/RKE2Node document in `text`."""
     lines: list[str] = []
     try:
-        docs = [d for doc in _documents(text) for d in _expand_lists(doc)]
+        docs = [d for doc in documents(text) for d in expand_lists(doc)]
     except yaml.YAMLError as exc:
         return [f"{source}: {_yaml_error_text(exc)}"]
     for index, doc in enumerate(docs, start=1):

@@ -1,0 +1,2 @@
+"""The engine without a management cluster: `rke2fleet plan | apply | export`, state in a local
+directory, then adoption by the operator."""
