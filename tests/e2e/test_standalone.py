@@ -61,7 +61,7 @@ def test_apply_again_plan_and_rolling_upgrade(e2e: E2E, tmp_path: Path) -> None:
     docs = cluster_manifests(sb, "prod", NS, version=OLD)
     manifest = write(tmp_path / "cluster.yaml", docs)
     started = time.monotonic()
-    first = cli("apply", "-f", manifest, "--state-dir", str(state))
+    first = cli("apply", "-f", manifest, "--state-dir", str(state), "--timeout", "4m")
     print(f"apply 3+2 from bare hosts: {time.monotonic() - started:.1f}s")
     assert "RKE2Cluster default/prod is Ready" in first.stdout
     events = datastore_events(sb)
@@ -76,7 +76,7 @@ def test_apply_again_plan_and_rolling_upgrade(e2e: E2E, tmp_path: Path) -> None:
 
     # Again, nothing changed: nothing changes on any host.
     before, downloads, since = host_state(sb), installer_stats(sb.state_dir), time.time()
-    again = cli("apply", "-f", manifest, "--state-dir", str(state))
+    again = cli("apply", "-f", manifest, "--state-dir", str(state), "--timeout", "2m")
     assert host_state(sb) == before and installer_stats(sb.state_dir) == downloads
     assert not [e for e in datastore_events(sb) if e["t"] >= since], "apply again touched a host"
     unchanged = cli("plan", "-f", manifest, "--state-dir", str(state)).stdout.splitlines()[-1]
@@ -94,7 +94,7 @@ def test_apply_again_plan_and_rolling_upgrade(e2e: E2E, tmp_path: Path) -> None:
     # A version bump: the ordered rolling upgrade.
     since = time.time()
     bumped = [dict(d, spec={**d["spec"], "version": NEW}) if d["kind"] == "RKE2Cluster" else d for d in docs]
-    upgrade = cli("apply", "-f", write(tmp_path / "v136.yaml", bumped), "--state-dir", str(state))
+    upgrade = cli("apply", "-f", write(tmp_path / "v136.yaml", bumped), "--state-dir", str(state), "--timeout", "4m")
     assert_rollout_order(datastore_events(sb), [h.name for h in sb.servers], [h.name for h in sb.agents], since)
     assert all(NEW in sh(sb, h, "/usr/local/bin/rke2 --version") for h in sb.hosts)
     assert not quorum_violations(datastore_events(sb))

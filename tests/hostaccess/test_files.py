@@ -1,4 +1,4 @@
-"""Atomic remote writes and reads, as root (SFTP) and as a sudo user (upload + install + mv).
+"""Atomic remote writes and reads, as root and as a sudo user, each one command (no SFTP needed).
 
 Files go only under the test's temporary directory: this sshd is not namespaced.
 """

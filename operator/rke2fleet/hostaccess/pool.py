@@ -370,38 +370,3 @@ class SSHPool:
     ) -> bool:
         """Write atomically when content, mode or owner differ; return whether it wrote."""
         return await files.write_file(self, target, path, data, mode=mode, owner=owner, group=group)
-
-    def sftp_session(self, target: HostTarget) -> _SFTPSession:
-        """``async with pool.sftp_session(t) as sftp``: SFTP on the shared connection, one session slot."""
-        return _SFTPSession(self, target)
-
-
-class _SFTPSession:
-    def __init__(self, pool: SSHPool, target: HostTarget) -> None:
-        self._pool = pool
-        self._target = target
-        self._host = pool._host(target)
-        self._client: asyncssh.SFTPClient | None = None
-
-    async def __aenter__(self) -> asyncssh.SFTPClient:
-        await self._host.sessions.acquire()
-        try:
-            client, _ = await self._pool._open(self._target, self._host, lambda c: c.start_sftp_client())
-        except asyncssh.SFTPError as exc:
-            self._host.sessions.release()
-            raise HostUnreachable(
-                self._target.address, self._target.port, f"SFTP unavailable: {exc.reason}"
-            ) from None
-        except BaseException:
-            self._host.sessions.release()
-            raise
-        self._client = client
-        return client
-
-    async def __aexit__(self, *exc: object) -> None:
-        try:
-            if self._client is not None:
-                self._client.exit()
-                await self._client.wait_closed()
-        finally:
-            self._host.sessions.release()

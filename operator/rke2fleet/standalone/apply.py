@@ -37,13 +37,16 @@ class Converge:
         self.settled: dict[str, bool] = dict.fromkeys(self.m.nodes, False)
         self.failure: str | None = None
         self.cluster_ready = False
+        self.cluster_pass_since: float | None = None  # when the pass under way started
 
     async def cluster_loop(self) -> None:
         stamp = desired_stamp(None)
         while True:
             crec = self.store.cluster(self.m.namespace, self.m.name)
             assert crec is not None
+            self.cluster_pass_since = time.monotonic()
             out = await cluster_pass(self.engine, crec)
+            self.cluster_pass_since = None
             await self.write_cluster(crec, out)
             now = self.store.cluster(self.m.namespace, self.m.name)
             ready = next((c for c in out.conditions if c.type == "Ready"), None)
@@ -131,7 +134,10 @@ async def converge(engine: Engine, store: FileStore, progress: Progress, timeout
                 return f"internal error: {type(exc).__name__}: {exc}"
             if time.monotonic() > deadline:
                 waiting = [n for n, done in run.settled.items() if not done]
-                return f"not converged within {timeout:.0f}s; not Ready: {', '.join(waiting) or 'the cluster'}"
+                why = f"not converged within {timeout:.0f}s; not Ready: {', '.join(waiting) or 'the cluster'}"
+                if run.cluster_pass_since is not None:
+                    why += f" (the cluster pass under way for {time.monotonic() - run.cluster_pass_since:.0f}s)"
+                return why
             await asyncio.sleep(0.2)
         return None
     finally:
