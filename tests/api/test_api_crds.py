@@ -56,7 +56,10 @@ def test_cli_crds_writes_the_same_files(tmp_path: Path) -> None:
     result = run_cli("crds", "--output", str(tmp_path))
     assert result.returncode == 0, result.stderr
     written = sorted(p.name for p in tmp_path.iterdir())
-    assert written == ["rke2fleet.io_rke2clusters.yaml", "rke2fleet.io_rke2nodes.yaml"]
+    assert written == [
+        "rke2fleet.io_rke2clusters.yaml", "rke2fleet.io_rke2nodes.yaml",
+        "rke2fleet.io_rke2restores.yaml", "rke2fleet.io_rke2snapshots.yaml",
+    ]
     for name in written:
         assert (tmp_path / name).read_text() == (REPO / "crds" / name).read_text()
 
@@ -66,6 +69,8 @@ def test_cli_crds_writes_the_same_files(tmp_path: Path) -> None:
     [
         ("RKE2Cluster", "rke2clusters", "rkc", ["Version", "Servers", "Agents", "Ready", "Phase", "Age"]),
         ("RKE2Node", "rke2nodes", "rkn", ["Cluster", "Role", "Address", "Version", "Ready", "Phase", "Age"]),
+        ("RKE2Snapshot", "rke2snapshots", "rks", ["Cluster", "Node", "Snapshot", "Size", "Phase", "Age"]),
+        ("RKE2Restore", "rke2restores", "rkr", ["Cluster", "Snapshot", "Phase", "Age"]),
     ],
 )
 def test_crd_identity_and_columns(kind: str, plural: str, short: str, columns: list[str]) -> None:

@@ -18,7 +18,11 @@ EXPECTED_KINDS = {
 }
 EXPECTED_RULES = [  # what tests/e2e_observability records the operator calling, plus finalizers
     {"apiGroups": ["rke2fleet.io"], "resources": ["rke2clusters", "rke2nodes"], "verbs": ["list", "watch", "patch"]},
-    {"apiGroups": ["rke2fleet.io"], "resources": ["rke2clusters/status", "rke2nodes/status"], "verbs": ["patch"]},
+    {"apiGroups": ["rke2fleet.io"], "resources": ["rke2snapshots"], "verbs": ["list", "watch", "patch", "create"]},
+    {"apiGroups": ["rke2fleet.io"], "resources": ["rke2restores"], "verbs": ["list", "watch"]},
+    {"apiGroups": ["rke2fleet.io"],
+     "resources": ["rke2clusters/status", "rke2nodes/status", "rke2snapshots/status", "rke2restores/status"],
+     "verbs": ["patch"]},
     {"apiGroups": ["rke2fleet.io"], "resources": ["rke2clusters/finalizers", "rke2nodes/finalizers"],
      "verbs": ["update"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
@@ -50,7 +54,7 @@ def test_kustomize_renders_every_object(kustomize_objects: list[dict[str, Any]])
     namespaced = [o for o in kustomize_objects if o["kind"] in {"ServiceAccount", "Deployment", "Service",
                                                                   "ServiceMonitor", "PrometheusRule", "ConfigMap"}]
     assert {o["metadata"]["namespace"] for o in namespaced} == {"rke2fleet-system"}
-    assert len(by_kind(kustomize_objects, "CustomResourceDefinition")) == 2
+    assert len(by_kind(kustomize_objects, "CustomResourceDefinition")) == 4
 
 
 def test_helm_renders_the_same_kinds_without_namespace_and_crds(helm_objects: list[dict[str, Any]]) -> None:

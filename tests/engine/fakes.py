@@ -56,6 +56,25 @@ class FakeHosts:
         return [c for a, c in self.calls if address is None or a == address]
 
 
+def etcd_snapshots(node: str = "s1", when: int = 1_800_000_000) -> Answer:
+    """`rke2 etcd-snapshot save` and `ls` as RKE2 answers them (the name gains node and time)."""
+    saved: list[str] = []
+
+    def answer(address: str, what: str) -> tuple[int, str] | None:
+        if "etcd-snapshot save --name " in what:
+            name = f"{what.split('--name ')[1].split()[0]}-{node}-{when}"
+            saved.append(name)
+            return 0, f'time="2027-01-15T08:00:00Z" level=info msg="Snapshot {name} saved."'
+        if what.endswith("etcd-snapshot ls"):
+            rows = ["Name Location Size Created"] + [
+                f"{n} file:///var/lib/rancher/rke2/server/db/snapshots/{n} 4096 2027-01-15T08:00:00Z" for n in saved
+            ]
+            return 0, "\n".join(rows)
+        return None
+
+    return answer
+
+
 def cluster_spec(**spec: Any) -> dict[str, Any]:
     return {
         "version": V36,
@@ -83,6 +102,7 @@ def serving_status(version: str = V36, role: str = "server", phase: str = "Ready
         {"type": "Ready", "status": "True" if phase == "Ready" else "False", "reason": phase},
         {"type": "ServiceActive", "status": "True"},
         {"type": "NodeReady", "status": "True"},
+        {"type": "Configured", "status": "True", "reason": "UpToDate"},
     ]
     if role == "server":
         conds.append({"type": "EtcdVoter", "status": "True", "reason": "MemberNotLearner"})

@@ -16,6 +16,7 @@ from tests.engine.fakes import (
     V35,
     V36,
     cluster_spec,
+    etcd_snapshots,
     health_answer,
     kube_nodes,
     serving_status,
@@ -84,6 +85,7 @@ def running(approved: str = V35, **extra: Any) -> Any:
     set_status(store, "a1", serving_status(version, "agent"))
     everyone = kube_nodes(*[(n, "True", "MemberNotLearner") for n in ("s1", "s2", "s3")], ("a1", "True", None))
     hosts.answer(health_answer(everyone, password_sha256("t0ken")))
+    hosts.answer(etcd_snapshots())
     return engine, store, hosts
 
 
@@ -93,13 +95,18 @@ async def test_an_upgrade_is_approved_after_its_snapshot_on_a_serving_server() -
     assert out.status.target_version == V36 and out.status.last_snapshot == "pre-upgrade-v1.36.3-rke2r1"
     assert any("etcd-snapshot save --name pre-upgrade-v1.36.3-rke2r1" in c for c in hosts.commands("10.0.0.1"))
     assert [e.reason for e in out.events][:2] == ["SnapshotTaken", "UpgradeStarted"]
+    # recorded as an RKE2Snapshot like one a person asks for, its status from `etcd-snapshot ls`
+    snap = store.snapshot(NS, "prod-pre-upgrade-v1.36.3-rke2r1")
+    assert snap is not None and snap.spec == {"cluster": "prod", "node": "s1"}
+    assert snap.status["phase"] == "Ready" and snap.status["source"] == "PreUpgrade"
+    assert snap.status["snapshotName"] == "pre-upgrade-v1.36.3-rke2r1-s1-1800000000" and snap.status["size"] == 4096
     assert out.status.rollout is not None and out.status.rollout.phase == "Servers"
     assert out.status.phase == "Provisioning" and cond(out, "Ready").reason == "Upgrading"
 
 
 async def test_a_failed_snapshot_approves_nothing() -> None:
     engine, store, hosts = running(V35)
-    hosts.answer(lambda addr, what: (1, "fatal: etcd not running") if "etcd-snapshot" in what else None)
+    hosts.answers.insert(0, lambda addr, what: (1, "fatal: etcd not running") if "etcd-snapshot" in what else None)
     out = await run(store, engine)
     assert out.status.target_version is None  # still the old one in status
     assert cond(out, "UpgradeHalted").reason == "SnapshotFailed"
@@ -147,15 +154,33 @@ async def test_a_node_that_stops_answering_degrades_the_cluster_and_is_rechecked
     assert out.status.agents == "0/1"
 
 
-async def test_a_token_secret_edited_by_hand_is_refused() -> None:
-    engine, store, _ = running(V36)
+async def test_a_token_secret_edited_by_hand_is_rotated_the_rke2_way() -> None:
+    engine, store, hosts = running(V36)
     store.secrets[(NS, "prod-token")] = {"token": b"edited"}
     out = await run(store, engine)
-    ready, token = cond(out, "Ready"), cond(out, "TokenReady")
-    assert token.reason == "TokenChanged" and "Secret fleet/prod-token" in token.message
-    assert out.status.phase == "Degraded" and ready.reason == "TokenChanged" and cond(out, "Stalled").status is True
-    assert "edited" not in token.message and "t0ken" not in token.message
-    assert "TokenChanged" in [e.reason for e in out.events]
+    rotate = [c for c in hosts.commands("10.0.0.1") if "token rotate" in c]
+    assert len(rotate) == 1 and "edited" not in rotate[0]  # the new token goes on stdin only
+    intent = next(w for w in store.writes if w[0] == "rke2clusters")
+    assert intent[3]["tokenRotation"]["phase"] == "Rotating"  # written before the command runs
+    assert out.status.token_rotation is not None and out.status.token_rotation.phase == "Servers"
+    assert out.status.token_rotation.server == "s1"
+    assert engine.memory.cluster_tokens[(NS, "prod")] == password_sha256("edited")
+    assert cond(out, "TokenReady").reason == "TokenRotating" and out.status.phase == "Provisioning"
+    assert "TokenRotated" in [e.reason for e in out.events] and "edited" not in str(fields_of(out.status))
+
+
+async def test_a_failed_rotation_is_reported_and_servers_out_of_step_stall() -> None:
+    engine, store, hosts = running(V36)
+    store.secrets[(NS, "prod-token")] = {"token": b"edited"}
+    hosts.answer(lambda addr, what: (1, "401 Unauthorized edited") if "token rotate" in what else None)
+    out = await run(store, engine)
+    assert cond(out, "TokenReady").reason == "TokenRotationFailed" and "edited" not in cond(out, "TokenReady").message
+    assert out.status.phase == "Degraded"
+    engine, store, hosts = running(V36)
+    engine.memory.server_tokens[(NS, "prod")].update(s2="aa" * 32, s3="bb" * 32)  # nobody rotated these
+    out = await run(store, engine)
+    assert cond(out, "TokenReady").reason == "TokenStateUnknown" and cond(out, "Stalled").status is True
+    assert not any("token rotate" in c for c in hosts.commands())
 
 
 async def test_no_api_no_ready_and_every_node_is_rechecked() -> None:
@@ -180,3 +205,30 @@ users:
 - name: default
   user: {client-certificate-data: Q0VSVA==, client-key-data: S0VZ}
 """
+
+
+async def test_the_new_token_rolls_servers_then_agents() -> None:
+    engine, store, hosts = running(V36)
+    store.secrets[(NS, "prod-token")] = {"token": b"new"}
+    new = password_sha256("new")
+    rotation = {"phase": "Servers", "server": "s1", "done": []}
+    store.put_cluster(replace(store.cluster(NS, "prod"), status={**store.cluster(NS, "prod").status,
+                                                                 "tokenRotation": rotation}))  # fmt: skip
+    hosts.answers.clear()
+    hosts.answer(health_answer(kube_nodes(*[(f"s{i}", "True", "MemberNotLearner") for i in (1, 2, 3)],
+                                          ("a1", "True", None)), new))  # fmt: skip
+    engine.memory.server_tokens[(NS, "prod")].update(s1=new, s2=password_sha256("t0ken"), s3=password_sha256("t0ken"))
+    out = await run(store, engine)  # s2, s3 still hold the old token: the servers' turn
+    assert out.status.token_rotation is not None and out.status.token_rotation.phase == "Servers"
+    assert engine.memory.cluster_tokens[(NS, "prod")] == new  # the rotated server is right
+    assert not any("token rotate" in c for c in hosts.commands())
+    engine.memory.server_tokens[(NS, "prod")].update(s2=new, s3=new)
+    a1 = store.node(NS, "a1").status
+    differs = {"type": "Configured", "status": "False", "reason": "Differs"}
+    stale = [differs if c["type"] == "Configured" else c for c in a1["conditions"]]
+    set_status(store, "a1", {**a1, "conditions": stale})  # its config.yaml still holds the old token
+    out = await run(store, engine)
+    assert out.status.token_rotation.phase == "Agents" and out.status.token_rotation.done == ["s1", "s2", "s3"]
+    set_status(store, "a1", a1)
+    out = await run(store, engine)
+    assert out.status.token_rotation.phase == "Done" and "TokenRotated" in [e.reason for e in out.events]

@@ -43,7 +43,9 @@ def test_cluster_phase_is_one_hot_over_the_known_phases(unique_ns: NS) -> None:
     metrics.set_cluster_state(ns, "prod", "Provisioning", {("server", "ready"): 1}, upgrading=False)
     metrics.set_cluster_state(ns, "prod", "Ready", {("server", "ready"): 3, ("agent", "not_ready"): 2}, True)
     phases = {s[1]["phase"]: s[2] for s in series("rke2fleet_cluster_phase", namespace=ns, cluster="prod")}
-    assert phases == {"Pending": 0, "Provisioning": 0, "Ready": 1, "Degraded": 0, "Failed": 0, "Paused": 0}
+    assert phases == {
+        "Pending": 0, "Provisioning": 0, "Ready": 1, "Degraded": 0, "Failed": 0, "Paused": 0, "Restoring": 0,
+    }
     nodes = {
         (s[1]["role"], s[1]["state"]): s[2]
         for s in series("rke2fleet_cluster_nodes", namespace=ns, cluster="prod")

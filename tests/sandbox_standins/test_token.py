@@ -102,3 +102,32 @@ def test_token_rotate(installer, make_host, datastore):
     assert len(generated) == 16 and generated != "n3w-t0ken"
     assert (hashlib.sha256(generated.encode()).hexdigest()
             == json.load(open(cluster_file(datastore)))["tokenHash"])
+
+
+def test_token_rotate_takes_the_old_token_from_the_environment(installer, make_host, datastore):
+    """k3s's --token reads RKE2_TOKEN when not given (flag first); --new-token has no environment
+    variable: RKE2_NEW_TOKEN is ignored, as by RKE2, and the new token is then a random one."""
+    server = rke2_host(installer, make_host, "env-a", "write-kubeconfig-mode: '0600'\ntoken: s3cret")
+    assert start(server).returncode == 0
+
+    def token_file():
+        return server.run("cat /var/lib/rancher/rke2/server/token").stdout.strip().rsplit(":", 1)[1]
+
+    out = server.run("rke2 token rotate --new-token n3w-t0ken", env={"RKE2_TOKEN": "s3cret"})
+    assert out.returncode == 0, out.stderr
+    assert token_file() == "n3w-t0ken"
+    # the flag wins over the environment, both ways
+    wrong = server.run("rke2 token rotate --token not-it --new-token t2", env={"RKE2_TOKEN": "n3w-t0ken"})
+    assert wrong.returncode == 1 and "401 Unauthorized" in wrong.stderr
+    out = server.run("rke2 token rotate --token n3w-t0ken --new-token t2", env={"RKE2_TOKEN": "not-it"})
+    assert out.returncode == 0, out.stderr
+    assert token_file() == "t2"
+    # a wrong RKE2_TOKEN is used (no fallback to the token file)
+    assert server.run("rke2 token rotate --new-token t3", env={"RKE2_TOKEN": "not-it"}).returncode == 1
+
+    out = server.run("rke2 token rotate", env={"RKE2_TOKEN": "t2", "RKE2_NEW_TOKEN": "wanted-t0ken"})
+    assert out.returncode == 0, out.stderr
+    generated = token_file()
+    assert generated != "wanted-t0ken" and len(generated) == 16
+    assert json.load(open(cluster_file(datastore)))["tokenHash"] == hashlib.sha256(generated.encode()).hexdigest()
+    assert [e["event"] for e in datastore.events()].count("token-rotate") == 3

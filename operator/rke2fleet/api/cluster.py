@@ -86,6 +86,22 @@ class UpgradeSpec(SpecModel):
     )
 
 
+class CertificatesSpec(SpecModel):
+    """Leaf certificates of every node (365 days; RKE2 renews them only when it starts close to
+    their expiry): watched and rotated before they expire."""
+
+    rotate_before_days: int = Field(
+        default=60,
+        ge=1,
+        le=300,
+        description="Rotate a node's certificates (rke2 certificate rotate, then a restart) when the first of "
+        "them expires within this many days; servers one at a time, then agents in batches.",
+    )
+    check_interval: Duration = Field(
+        default="24h", description="How often each node's certificate dates are read (one command per node)."
+    )
+
+
 class RKE2ClusterSpec(SpecModel):
     """Desired state of an RKE2 cluster whose nodes are RKE2Node objects referring to it."""
 
@@ -142,6 +158,9 @@ class RKE2ClusterSpec(SpecModel):
     )
     upgrade: UpgradeSpec = Field(
         default_factory=UpgradeSpec, description="Rollout of version and config changes."
+    )
+    certificates: CertificatesSpec = Field(
+        default_factory=CertificatesSpec, description="Watching and rotating the nodes' certificates."
     )
     paused: bool = Field(default=False, description="Stop reconciling this cluster and its nodes.")
     drift_policy: DriftPolicy = Field(

@@ -9,6 +9,15 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def parse_time(text: str) -> datetime.datetime:
+    """Go's RFC 3339 (nanoseconds, Z or an offset) as Python reads it."""
+    head, _, tail = text.partition(".")
+    if tail:  # drop the fraction, keep the zone
+        zone = next((i for i, c in enumerate(tail) if c in "Z+-"), len(tail))
+        text = head + tail[zone:]
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -64,7 +73,9 @@ def same_conditions(a: Iterable[Mapping[str, Any]] | None, b: Iterable[Mapping[s
     return norm(a) == norm(b)
 
 
-PROGRESSING = {"Pending", "Provisioning", "Connecting", "Installing", "Configuring", "Starting", "Deleting"}
+PROGRESSING = {
+    "Pending", "Provisioning", "Connecting", "Installing", "Configuring", "Starting", "Deleting", "Restoring",
+}
 
 
 def kstatus_conditions(phase: str | None, ready: Cond | None) -> list[Cond]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from rke2fleet import GROUP, VERSION
 from rke2fleet.api.cluster import RKE2ClusterSpec
 from rke2fleet.api.node import RKE2NodeSpec
+from rke2fleet.api.snapshot import RKE2RestoreSpec, RKE2RestoreStatus, RKE2SnapshotSpec, RKE2SnapshotStatus
 from rke2fleet.api.status import RKE2ClusterStatus, RKE2NodeStatus
 
 Schema = dict[str, Any]
@@ -78,11 +79,15 @@ _KINDS: dict[str, tuple[type[BaseModel], type[BaseModel], str]] = {
         "An RKE2 cluster whose nodes the operator manages over SSH.",
     ),
     "RKE2Node": (RKE2NodeSpec, RKE2NodeStatus, "A host that is a server or agent of an RKE2Cluster."),
+    "RKE2Snapshot": (RKE2SnapshotSpec, RKE2SnapshotStatus, "An etcd snapshot of an RKE2Cluster."),
+    "RKE2Restore": (RKE2RestoreSpec, RKE2RestoreStatus, "A restore of an RKE2Cluster from one of its snapshots."),
 }
 
 _NAMES: dict[str, dict[str, Any]] = {
     "RKE2Cluster": {"plural": "rke2clusters", "singular": "rke2cluster", "shortNames": ["rkc"]},
     "RKE2Node": {"plural": "rke2nodes", "singular": "rke2node", "shortNames": ["rkn"]},
+    "RKE2Snapshot": {"plural": "rke2snapshots", "singular": "rke2snapshot", "shortNames": ["rks"]},
+    "RKE2Restore": {"plural": "rke2restores", "singular": "rke2restore", "shortNames": ["rkr"]},
 }
 
 _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
@@ -127,6 +132,20 @@ _COLUMNS: dict[str, list[dict[str, Any]]] = {
             "description": "RKE2 version the node runs.",
         },
         _READY,
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        _AGE,
+    ],
+    "RKE2Snapshot": [
+        {"name": "Cluster", "type": "string", "jsonPath": ".spec.cluster"},
+        {"name": "Node", "type": "string", "jsonPath": ".status.node", "description": "Where it was taken (kept)."},
+        {"name": "Snapshot", "type": "string", "jsonPath": ".status.snapshotName"},
+        {"name": "Size", "type": "integer", "jsonPath": ".status.size", "description": "Bytes."},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        _AGE,
+    ],
+    "RKE2Restore": [
+        {"name": "Cluster", "type": "string", "jsonPath": ".spec.cluster"},
+        {"name": "Snapshot", "type": "string", "jsonPath": ".spec.snapshot"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         _AGE,
     ],

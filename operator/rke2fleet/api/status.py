@@ -14,7 +14,7 @@ CONDITIONS_LIST_MAP: dict[str, Any] = {
     "x-kubernetes-list-map-keys": ["type"],
 }
 
-ClusterPhase = Literal["Pending", "Provisioning", "Ready", "Degraded", "Failed", "Paused"]
+ClusterPhase = Literal["Pending", "Provisioning", "Ready", "Degraded", "Failed", "Paused", "Restoring"]
 NodePhase = Literal[
     "Pending",
     "Staged",
@@ -29,6 +29,7 @@ NodePhase = Literal[
     "Unreachable",
     "Deleting",
     "Paused",
+    "Restoring",
 ]
 
 
@@ -49,6 +50,20 @@ class RolloutStatus(StatusModel):
     done: list[str] = Field(default_factory=list, description="Nodes already at the target.")
     current: list[str] = Field(default_factory=list, description="Nodes being upgraded now.")
     halted: RolloutHalt | None = Field(default=None, description="Set when the rollout stopped on a failure.")
+
+
+class TokenRotation(StatusModel):
+    """A change of the join token, done the RKE2 way: `rke2 token rotate` on a server, then every
+    node's config.yaml and a restart, servers one at a time, then agents."""
+
+    phase: Literal["Rotating", "Servers", "Agents", "Done", "Failed"] | None = Field(
+        default=None,
+        description="Rotating: `rke2 token rotate` runs on `server`; Servers, Agents: those restart with "
+        "the new token; Done; Failed: see the TokenReady condition.",
+    )
+    server: str | None = Field(default=None, description="The server the rotation ran on.")
+    done: list[str] = Field(default_factory=list, description="Nodes that run with the new token.")
+    started_at: str | None = Field(default=None, description="RFC 3339 time the rotation started.")
 
 
 class RKE2ClusterStatus(StatusModel):
@@ -77,9 +92,18 @@ class RKE2ClusterStatus(StatusModel):
         default=None, description="Secret holding an admin kubeconfig pointing at the registration address."
     )
     rollout: RolloutStatus | None = Field(default=None, description="Current or last rollout.")
+    token_rotation: TokenRotation | None = Field(default=None, description="Current or last token rotation.")
     last_snapshot: str | None = Field(
         default=None, description="Name of the last etcd snapshot the operator took."
     )
+
+
+class CertificatesStatus(StatusModel):
+    """The node's leaf certificate that expires first."""
+
+    not_after: str | None = Field(default=None, description="RFC 3339 time it expires.")
+    certificate: str | None = Field(default=None, description="Which certificate (its file).")
+    checked_at: str | None = Field(default=None, description="RFC 3339 time the dates were read.")
 
 
 class RKE2NodeStatus(StatusModel):
@@ -104,6 +128,9 @@ class RKE2NodeStatus(StatusModel):
         default=None, description="Operating system of the host (os-release ID and version)."
     )
     arch: str | None = Field(default=None, description="Machine architecture (amd64, arm64, s390x).")
+    certificates: CertificatesStatus | None = Field(
+        default=None, description="The first leaf certificate to expire on the node."
+    )
     cordoned: bool | None = Field(
         default=None,
         description="True while the operator holds the node cordoned for an upgrade; it uncordons it afterwards.",

@@ -6,12 +6,14 @@ from __future__ import annotations
 from rke2fleet.api import RKE2ClusterSpec, SpecError, parse_cluster_spec, parse_duration
 from rke2fleet.api.conditions import Cond
 from rke2fleet.engine.access import Waiting, cluster_health
-from rke2fleet.engine.cluster_secrets import check_token, ensure_token, kubeconfig
+from rke2fleet.engine.cluster_secrets import ensure_token, kubeconfig
 from rke2fleet.engine.cluster_summary import Found, counts, disagreeing, summary, unhealthy_nodes
 from rke2fleet.engine.cluster_version import settle_version
 from rke2fleet.engine.core import Engine
 from rke2fleet.engine.outcome import ClusterOutcome, Event
 from rke2fleet.engine.records import ClusterRecord, NodeRecord
+from rke2fleet.engine.restore import active_restore
+from rke2fleet.engine.token_rotation import token_condition, token_step
 from rke2fleet.reconcile.health import ClusterHealth
 from rke2fleet.reconcile.ordering import choose_init_server
 
@@ -34,6 +36,12 @@ async def cluster_pass(engine: Engine, crec: ClusterRecord) -> ClusterOutcome:
             "in front of them); nothing is done until it is set"
         )
         return stop(crec, out, "RegistrationAddressRequired", msg)
+    restoring = active_restore(engine, crec.namespace, crec.name)
+    if restoring is not None:
+        out.status.phase = "Restoring"
+        msg = f"restore {restoring.name} under way ({restoring.phase}); the cluster's reconcile waits for it"
+        out.conditions.append(Cond("Ready", None, "Restoring", msg))
+        return phase_event(crec, out)
     if cluster.paused:
         out.status.phase = "Paused"
         ready = found.ready_servers + found.ready_agents == found.servers + found.agents and found.servers > 0
@@ -60,28 +68,28 @@ async def running(engine: Engine, crec: ClusterRecord, cluster: RKE2ClusterSpec,
     except Waiting as w:
         out.conditions.append(Cond("TokenReady", False, w.reason, str(w)))
     health = await look(engine, crec, cluster, records, init_name, out)
-    token_changed = await check_token(engine, crec, cluster, out)
+    token = await token_step(engine, crec, cluster, records, out)
+    token_condition(token, out)
     rollout = await settle_version(engine, crec, cluster, records, init, out)
     published = await kubeconfig(engine, crec, cluster, servers, init, out)
     found = counts(records)
     out.conditions += found.conditions()
-    changed = next((c.message for c in out.conditions if c.type == "TokenReady"), "") if token_changed else None
     phase, ready = summary(
         Found(
             counts=found,
             kubeconfig_published=published,
             rollout=rollout,
             health=health,
-            token_changed=changed,
+            token=token,
             ever_ready=crec.status.get("phase") in ("Ready", "Degraded"),
             unhealthy=unhealthy_nodes(records),
         )
     )
     out.status.phase = phase
     out.conditions.append(ready)
-    if token_changed:
-        out.conditions += [Cond("Reconciling", False, "TokenChanged", ready.message),
-                           Cond("Stalled", True, "TokenChanged", ready.message)]  # fmt: skip
+    if token and token[2]:  # it cannot progress without a person
+        out.conditions += [Cond("Reconciling", False, token[0], ready.message),
+                           Cond("Stalled", True, token[0], ready.message)]  # fmt: skip
     return phase_event(crec, out)
 
 
@@ -95,8 +103,8 @@ async def look(engine: Engine, crec: ClusterRecord, cluster: RKE2ClusterSpec, re
         engine, crec.namespace, crec.name, cluster,
         max_age=parse_duration(cluster.health_check_interval), secrets=[], init=init,
     )  # fmt: skip
-    if health.token_sha256:
-        engine.memory.cluster_tokens[crec.key] = health.token_sha256
+    if health.token_sha256 and health.source:
+        engine.memory.server_tokens[crec.key][health.source] = health.token_sha256
     out.recheck = disagreeing(records, health)
     return health
 

@@ -8,13 +8,13 @@ import hashlib
 from rke2fleet import GROUP
 from rke2fleet.api import RKE2ClusterSpec, parse_node_spec
 from rke2fleet.api.conditions import Cond
-from rke2fleet.engine.access import Waiting, node_paths, read_token, target_of, token_ref, token_source
+from rke2fleet.engine.access import Waiting, node_paths, target_of, token_ref
 from rke2fleet.engine.core import Engine
-from rke2fleet.engine.outcome import ClusterOutcome, Event
+from rke2fleet.engine.outcome import ClusterOutcome
 from rke2fleet.engine.records import ClusterRecord, NodeRecord
 from rke2fleet.hostaccess import HostAccessError
 from rke2fleet.reconcile.kubeconfig import KubeconfigError, rewrite_kubeconfig
-from rke2fleet.reconcile.tokens import generate_token, password_sha256
+from rke2fleet.reconcile.tokens import generate_token
 
 SOURCE_ANNOTATION = f"{GROUP}/source-sha256"
 
@@ -52,33 +52,6 @@ async def ensure_token(
         create_only=True,
     )
     return secret, created and token is not None
-
-
-async def check_token(engine: Engine, crec: ClusterRecord, cluster: RKE2ClusterSpec, out: ClusterOutcome) -> bool:
-    """True when the token Secret no longer holds the token the cluster runs with (compared by
-    hash, read from a server): RKE2 cannot take a new token in place, so nothing is rolled out;
-    the condition says how to get out of it."""
-    theirs = engine.memory.cluster_tokens.get(crec.key)
-    if theirs is None:
-        return False
-    try:
-        mine = password_sha256(await read_token(engine, crec.namespace, crec.name, cluster))
-    except Waiting:
-        return False
-    if mine == theirs:
-        return False
-    msg = (
-        f"the join token in {token_source(crec.namespace, crec.name, cluster)} is not the token this cluster runs "
-        "with; RKE2 cannot change a cluster's token in place (its datastore is encrypted with it), so no node is "
-        "changed. Restore the previous token, or rotate it the RKE2 way (rke2 token rotate on a server, "
-        "then every node; see the README, Tokens)"
-    )
-    out.conditions[:] = [c for c in out.conditions if c.type != "TokenReady"]
-    out.conditions.append(Cond("TokenReady", False, "TokenChanged", msg))
-    old = next((c for c in crec.status.get("conditions") or [] if c.get("type") == "TokenReady"), None)
-    if not old or old.get("reason") != "TokenChanged":
-        out.events.append(Event("Warning", "TokenChanged", msg))
-    return True
 
 
 def kubeconfig_source(raw_sha256: str, address: str) -> str:

@@ -84,7 +84,7 @@ class Found:
     kubeconfig_published: bool
     rollout: RolloutView | None
     health: ClusterHealth | None
-    token_changed: str | None  # the TokenReady message when the Secret's token is not the cluster's
+    token: tuple[str, str, bool] | None  # a rotation under way or stuck: (reason, message, stalled)
     ever_ready: bool
     unhealthy: list[str]
 
@@ -95,15 +95,16 @@ def summary(found: Found) -> tuple[ClusterPhase, Cond]:
     upgrading = rollout is not None and rollout.in_progress
     api_down = health is not None and not health.available
     sr, sd, ar, ad = c.ready_servers, c.servers, c.ready_agents, c.agents
-    ready = c.all_ready and found.kubeconfig_published and not upgrading and not api_down and not found.token_changed
+    ready = c.all_ready and found.kubeconfig_published and not upgrading and not api_down and not found.token
     phase: ClusterPhase
     if ready:
         phase, reason, msg = "Ready", "Ready", f"{sr} servers and {ar} agents Ready"
     elif api_down and health is not None:
         phase, reason = "Degraded", "KubernetesAPIUnavailable"
         msg = f"the cluster's Kubernetes API does not answer (etcd quorum lost?): {health.error}"
-    elif found.token_changed:
-        phase, reason, msg = "Degraded", "TokenChanged", found.token_changed
+    elif found.token:
+        reason, msg, stalled = found.token
+        phase = "Degraded" if stalled or reason == "TokenRotationFailed" else "Provisioning"
     elif upgrading and rollout is not None:
         phase = "Degraded" if rollout.halted_node else "Provisioning"
         reason = "UpgradeHalted" if rollout.halted_node else "Upgrading"

@@ -6,11 +6,11 @@ from __future__ import annotations
 from rke2fleet.api import RKE2ClusterSpec
 from rke2fleet.api.conditions import Cond
 from rke2fleet.api.status import RolloutStatus
-from rke2fleet.engine.access import Waiting, target_of
+from rke2fleet.engine.access import Waiting
 from rke2fleet.engine.core import Engine
 from rke2fleet.engine.outcome import ClusterOutcome, Event
 from rke2fleet.engine.records import ClusterRecord, NodeRecord
-from rke2fleet.hostaccess import HostAccessError, redact
+from rke2fleet.engine.snapshots import TAKEN_ANNOTATION, pick_server, save
 from rke2fleet.reconcile.rollout import RolloutView, rollout_view, snapshot_name, upgrade_problem
 
 
@@ -55,7 +55,7 @@ async def settle_version(
             snap = snapshot_name(wanted)
             if crec.status.get("lastSnapshot") != snap:
                 try:
-                    await take_snapshot(engine, cluster, servers, init, snap)
+                    await take_snapshot(engine, crec, cluster, records, init, snap)
                 except Waiting as w:
                     msg = f"pre-upgrade snapshot {snap} failed, nothing upgraded: {w}"
                     condition_event(crec, out, Cond("UpgradeHalted", True, "SnapshotFailed", msg))
@@ -80,18 +80,15 @@ async def settle_version(
 
 
 async def take_snapshot(
-    engine: Engine, cluster: RKE2ClusterSpec, servers: list[NodeRecord], init: NodeRecord | None, snap: str
-) -> None:
-    serving = sorted((s for s in servers if s.serving), key=lambda s: s is not init)
-    if not serving:
-        raise Waiting("NoReadyServer", "no Ready server to take it on")
-    server = serving[0]
-    target = await target_of(engine, cluster, server)
-    # `rke2 etcd-snapshot` reads the server's config.yaml (its data-dir included).
-    try:
-        res = await engine.hosts.run(target, ["rke2", "etcd-snapshot", "save", "--name", snap], check=False)
-    except HostAccessError as exc:
-        raise Waiting("SnapshotFailed", str(exc)) from None
-    if res.exit_status != 0:
-        tail = " ".join((res.stderr or res.stdout).split()[-25:])
-        raise Waiting("SnapshotFailed", f"on {server.name}: {redact(tail, [])}")
+    engine: Engine, crec: ClusterRecord, cluster: RKE2ClusterSpec, records: list[NodeRecord], init: NodeRecord | None,
+    snap: str,
+) -> None:  # fmt: skip
+    """The pre-upgrade snapshot, on a serving server, recorded as an RKE2Snapshot like any other."""
+    server = pick_server(records, init.name if init else None, None)
+    taken = await save(engine, cluster, server, snap)
+    name = f"{crec.name}-{snap}".lower()[:253].rstrip("-.")
+    await engine.store.create_object(
+        "rke2snapshots", crec.namespace, name, {"cluster": crec.name, "node": server.name},
+        status=taken.status("PreUpgrade").model_dump(mode="json", by_alias=True, exclude_none=True),
+        annotations={TAKEN_ANNOTATION: taken.annotation()},
+    )  # fmt: skip

@@ -21,6 +21,9 @@ class Memory:
     # encrypted with (tokens.password_sha256, as last read from a server; never stored).
     health: defaultdict[ClusterKey, HealthReader] = field(default_factory=lambda: defaultdict(HealthReader))
     cluster_tokens: dict[ClusterKey, str] = field(default_factory=dict)
+    # Per cluster and server: the token its own token file holds (as its last pass or a health
+    # read saw it); during a rotation the servers not restarted yet still hold the old one.
+    server_tokens: defaultdict[ClusterKey, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
     # sha256 of each server's rke2.yaml as its last pass saw it (facts), so the cluster re-reads
     # the file only when it changed: no extra SSH command in a steady pass.
     kubeconfig_seen: dict[NodeKey, str] = field(default_factory=dict)
@@ -39,5 +42,6 @@ class Memory:
 
     def forget_cluster(self, ckey: ClusterKey) -> None:
         self.cluster_tokens.pop(ckey, None)
+        self.server_tokens.pop(ckey, None)
         self.health.pop(ckey, None)
         self.busy.pop(ckey, None)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import time
 from typing import Any
 
 from rke2fleet.api import SpecError, parse_duration, parse_node_spec
 from rke2fleet.api.conditions import Cond
+from rke2fleet.api.status import CertificatesStatus
 from rke2fleet.engine.access import Waiting, cluster_health, node_paths, target_of
 from rke2fleet.engine.core import Engine
 from rke2fleet.engine.node_context import NodeContext
@@ -20,20 +22,25 @@ from rke2fleet.engine.node_results import (
     judged,
     steady_conditions,
     step_failed,
-    token_changed,
 )
 from rke2fleet.engine.outcome import Event, NodeOutcome
 from rke2fleet.engine.turns import await_turn, init_starting, until, verdict
 from rke2fleet.hostaccess import CommandTimeout, HostAccessError, HostTarget, HostUnreachable
 from rke2fleet.reconcile.apply import apply_plan
+from rke2fleet.reconcile.certificates import CHECK_SCRIPT, check_due, parse_check, rfc3339, rotation_due
 from rke2fleet.reconcile.facts import FactsError, HostFacts, facts_script, parse_facts
 from rke2fleet.reconcile.health import ClusterHealth
 from rke2fleet.reconcile.ordering import GoAhead
 from rke2fleet.reconcile.paths import Paths
-from rke2fleet.reconcile.plan import Plan, plan_node
+from rke2fleet.reconcile.plan import Action, Plan, plan_node
 from rke2fleet.reconcile.readiness import Verdict, judge, kubernetes_conditions
 from rke2fleet.reconcile.steps import STEPS, Step, StepContext, StepFailed, writes_progress
 from rke2fleet.reconcile.tokens import password_sha256
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
 
 # Polls of the cluster's view while a started node's Kubernetes Node comes up (seconds; the
 # reads are shared between the nodes waiting in the same cluster).
@@ -43,14 +50,20 @@ SERVING_POLL = 1.0
 
 def token_guard(ctx: NodeContext, facts: HostFacts, plan: Plan, cluster_token: str | None) -> str | None:
     """None when the plan may write the desired token; else "unknown" (the cluster's token has
-    not been read yet) or "changed" (the desired token is not the one the cluster runs with:
-    RKE2 cannot take a new token in place, its datastore is encrypted with the old one)."""
+    not been read from a server yet) or "rotating" (the cluster does not run with the desired
+    token yet: a node restarted with it would be refused; the cluster pass rotates it first)."""
     if Step.WRITE_CONFIG not in plan.steps:
         return None  # a config with a new token always shows as a config write
-    theirs = facts.token_sha256 or cluster_token
-    if theirs is None:
+    if cluster_token is None:
         return None if ctx.is_init and not facts.token_present else "unknown"
-    return None if theirs == password_sha256(ctx.token) else "changed"
+    return None if cluster_token == password_sha256(ctx.token) else "rotating"
+
+
+TOKEN_WAITS = {
+    "unknown": "reading the cluster's join token from a server first",
+    "rotating": "waiting for the cluster to rotate its join token to the new one",
+}
+SERVERS_FIRST = "waiting: the servers take the new join token first"
 
 
 class Pass:
@@ -115,12 +128,13 @@ class Pass:
         report_only = self.cluster.paused or (ctx.timer and self.cluster.drift_policy == "Report")
         cluster_token = self.engine.memory.cluster_tokens.get(ctx.ckey)
         guard = token_guard(ctx, facts, plan, cluster_token) if plan and not report_only else None
-        if guard == "changed":
-            return token_changed(out, self.desired, facts, ctx.target, ctx.token_source, await self.verdict(facts))
         if settled:
             drift_report(out, plan.summary(), plan.drift_kinds(), report_only=report_only,
                          was_drifted=ctx.record.condition_true("Drifted"))  # fmt: skip
+        if not plan and not report_only and facts.unit(self.desired.role).is_active:
+            plan = self.certificate_rotation()
         if not plan:
+            await self.read_certificates(facts, force=False)
             return judged(out, self.desired, facts, ctx.target, await self.verdict(facts))
         if report_only:
             v = await self.verdict(facts)
@@ -128,6 +142,45 @@ class Pass:
             out.status.phase = "Paused" if self.cluster.paused else v.phase
             return out
         return await self.change(facts, plan, guard)
+
+    def certificate_rotation(self) -> Plan:
+        """A settled node whose first certificate expires within rotateBeforeDays: rotate them
+        (the service stopped), start it, wait for it; the rollout's gates apply."""
+        why = rotation_due(self.known_certificates(), self.cluster.certificates.rotate_before_days, now())
+        if why is None:
+            return Plan(())
+        unit = self.desired.unit
+        actions = (
+            Action(Step.ROTATE_CERTIFICATES, why),
+            Action(Step.START, f"{unit} with new certificates"),
+            Action(Step.WAIT_READY, f"{unit} starting"),
+        )
+        self.out.status.plan = [str(a) for a in actions]
+        return Plan(actions)
+
+    def known_certificates(self) -> CertificatesStatus | None:
+        raw = self.ctx.record.status.get("certificates")
+        return CertificatesStatus.model_validate(raw) if isinstance(raw, dict) else None
+
+    async def read_certificates(self, facts: HostFacts, *, force: bool) -> None:
+        """The first certificate to expire, read about once per checkInterval (and after a start:
+        RKE2 renews the ones close to expiry as it starts)."""
+        known = self.known_certificates()
+        if not facts.unit(self.desired.role).is_active:
+            return
+        if not force and not check_due(known, self.cluster.certificates.check_interval, now()):
+            return
+        checked = CertificatesStatus(checked_at=rfc3339(now()))
+        try:
+            res = await self.engine.hosts.run(self.ctx.target, script=CHECK_SCRIPT, check=False)
+            expiry = parse_check(res.stdout) if res.exit_status == 0 else None
+        except (HostAccessError, ValueError):
+            expiry = None
+        if expiry is not None:
+            checked.not_after, checked.certificate = rfc3339(expiry.not_after), expiry.certificate
+        elif known is not None:  # unreadable now: keep what was read last, look again in an interval
+            checked.not_after, checked.certificate = known.not_after, known.certificate
+        self.out.status.certificates = checked
 
     async def go_ahead(self, plan: Plan) -> GoAhead:
         """Claim the node's turn (released at the end of the pass)."""
@@ -140,22 +193,24 @@ class Pass:
             fresh = await self.health(0)
             if not fresh.available:
                 return GoAhead(False, f"cannot check the cluster before changing a node: {fresh.error}")
+        rotating = (self.ctx.cluster_record.status.get("tokenRotation") or {}).get("phase")
+        if rotating in ("Rotating", "Servers") and self.desired.role == "agent" and Step.WRITE_CONFIG in plan.steps:
+            return GoAhead(False, SERVERS_FIRST)
         busy = self.engine.memory.busy[self.ctx.ckey]
         # The listing now, not at pass start (another pass may have claimed its turn meanwhile).
         records = self.engine.store.nodes(ns, cname)
         upgrade_to = self.ctx.version if plan.upgrades else None
-        allowed = verdict(me, records, busy, self.ctx.init, self.cluster, upgrade_to=upgrade_to, health=fresh)
+        rolling = rotating == "Agents" or Step.ROTATE_CERTIFICATES in plan.steps
+        allowed = verdict(me, records, busy, self.ctx.init, self.cluster, upgrade_to=upgrade_to, health=fresh,
+                          rolling=rolling)  # fmt: skip
         if allowed.allowed:
             busy.add(me)
         return allowed
 
     async def change(self, facts: HostFacts, plan: Plan, guard: str | None) -> NodeOutcome:
         claims = plan.disruptive  # an allowed go-ahead claims the turn: released at the end
-        if claims or guard == "unknown":
-            if guard == "unknown":
-                allowed = GoAhead(False, "reading the cluster's join token from a server first")
-            else:
-                allowed = await self.go_ahead(plan)
+        if claims or guard:
+            allowed = GoAhead(False, TOKEN_WAITS[guard]) if guard else await self.go_ahead(plan)
             active = facts.unit(self.desired.role).is_active
             if not allowed.allowed and not active:
                 # Not running yet: install and configure now, so that only the start waits for
@@ -315,6 +370,7 @@ class Pass:
                     f"{v.ready.message}"
                 )
                 return step_failed(out, self.ctx.target, StepFailed(Step.WAIT_READY, v.ready.reason, msg))
+        await self.read_certificates(after, force=any(s in done for s in (Step.START, Step.RESTART)))
         took = time.monotonic() - (deadline - readiness_timeout)
         out.events.append(Event("Normal", "Reconciled", f"{', '.join(s.value for s in done)} done in {took:.1f}s"))
         out.status.plan = []

@@ -16,6 +16,7 @@ from rke2fleet.engine.node_context import NodeContext, Waits, cluster_of, resolv
 from rke2fleet.engine.node_results import access_failure, facts_status, reached
 from rke2fleet.engine.outcome import Event, NodeOutcome
 from rke2fleet.engine.records import NodeRecord
+from rke2fleet.engine.restore import active_restore
 from rke2fleet.engine.turns import await_turn
 from rke2fleet.hostaccess import HostAccessError
 from rke2fleet.reconcile.facts import FactsError, facts_script, parse_facts
@@ -31,6 +32,14 @@ async def node_pass(engine: Engine, record: NodeRecord, *, timer: bool) -> NodeO
         crec, cluster = cluster_of(engine, record)
     except Waiting as w:
         return await waiting(engine, Waits(w), record)
+    restoring = active_restore(engine, record.namespace, crec.name)
+    if restoring is not None:
+        # The restore has the hosts; what their state is, it alone knows until it is done.
+        out = NodeOutcome(cluster=crec, retry_after=5.0)
+        out.status.phase = "Restoring"
+        msg = f"restore {restoring.name} of cluster {crec.name} under way ({restoring.phase})"
+        out.conditions.append(Cond("Ready", None, "Restoring", msg))
+        return out
     if cluster.paused and not timer:
         # Paused: no host action at all; timer passes still report drift (read-only).
         out = NodeOutcome(cluster=crec)
@@ -51,7 +60,10 @@ async def node_pass(engine: Engine, record: NodeRecord, *, timer: bool) -> NodeO
     if out.kubeconfig_sha256:
         memory.kubeconfig_seen[record.key] = out.kubeconfig_sha256
     if out.token_sha256 and ctx.node.role == "server":
-        memory.cluster_tokens[ctx.ckey] = out.token_sha256
+        known = memory.server_tokens[ctx.ckey]
+        known[record.name] = out.token_sha256
+        if ctx.ckey not in memory.cluster_tokens and len(set(known.values())) == 1:
+            memory.cluster_tokens[ctx.ckey] = out.token_sha256  # a new cluster: its init server's
     _record_accepted_key(engine, ctx, out)
     return out
 

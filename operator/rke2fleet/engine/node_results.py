@@ -100,29 +100,6 @@ def steady_conditions(desired: DesiredNode, facts: HostFacts, target: HostTarget
     ]
 
 
-def token_changed(out: NodeOutcome, desired: DesiredNode, facts: HostFacts, target: HostTarget, source: str,
-                  v: Verdict) -> NodeOutcome:  # fmt: skip
-    msg = (
-        f"the join token in {source} is not the token this cluster runs with; RKE2 cannot "
-        "change a cluster's token in place (its datastore is encrypted with it), so nothing was written to "
-        f"{target.endpoint}. Restore the previous token, or rotate it the RKE2 way "
-        "(rke2 token rotate on a server, then every node; see the README, Tokens)"
-    )
-    out.conditions += steady_conditions(desired, facts, target)
-    out.conditions += [
-        *v.parts,
-        Cond("Configured", False, "TokenChanged", msg),
-        Cond("Ready", False if v.is_ready else v.ready.status, "TokenChanged", msg),
-        Cond("Reconciling", False, "TokenChanged", msg),
-        Cond("Stalled", True, "TokenChanged", msg),
-    ]
-    out.status.phase = "Failed"
-    out.status.last_error = msg
-    out.events.append(Event("Warning", "TokenChanged", msg))
-    out.retry_after = 30.0
-    return out
-
-
 def step_failed(out: NodeOutcome, target: HostTarget, exc: StepFailed) -> NodeOutcome:
     out.status.phase = "Failed"
     out.status.last_error = str(exc)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rke2fleet.api.common import StatusModel
 from rke2fleet.api.conditions import Cond
 from rke2fleet.api.status import RKE2ClusterStatus, RKE2NodeStatus
 from rke2fleet.engine.records import ClusterRecord
@@ -19,7 +20,7 @@ class Event:
     message: str
 
 
-def fields_of(status: RKE2NodeStatus | RKE2ClusterStatus) -> dict[str, Any]:
+def fields_of(status: StatusModel) -> dict[str, Any]:
     """The status fields a pass set (camelCase, as stored); a None set means: clear it."""
     return status.model_dump(exclude_unset=True, by_alias=True, mode="json", exclude={"conditions"})
 
@@ -62,3 +63,13 @@ class RemovalOutcome:
     conditions: list[Cond] = field(default_factory=list)
     retry_after: float | None = None
     message: str = ""
+
+
+@dataclass
+class ObjectOutcome:
+    """A pass over an RKE2Snapshot or RKE2Restore: a procedure whose every step must survive a
+    restart, so it writes its status itself as it goes; `retry_after` None: nothing more to do."""
+
+    events: list[Event] = field(default_factory=list)
+    retry_after: float | None = None
+    stored: dict[str, Any] = field(default_factory=dict)  # the status as the pass left it

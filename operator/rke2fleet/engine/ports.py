@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol
 
-from rke2fleet.engine.records import ClusterRecord, NodeRecord
+from rke2fleet.engine.records import ClusterRecord, NodeRecord, ObjectRecord
 from rke2fleet.hostaccess import CommandResult, HostTarget
 
-Plural = Literal["rke2clusters", "rke2nodes"]
+Plural = Literal["rke2clusters", "rke2nodes", "rke2snapshots", "rke2restores"]
 
 
 class Hosts(Protocol):
@@ -54,7 +54,20 @@ class Store(Protocol):
         """The cluster's nodes as currently known (deleting ones included)."""
         ...
 
+    def snapshot(self, namespace: str, name: str) -> ObjectRecord | None: ...
+
+    def restores(self, namespace: str, cluster: str) -> list[ObjectRecord]:
+        """The cluster's RKE2Restore objects (a restore under way pauses its reconcile)."""
+        ...
+
     async def patch_status(self, plural: Plural, namespace: str, name: str, fields: Mapping[str, Any]) -> None: ...
+
+    async def create_object(
+        self, plural: Plural, namespace: str, name: str, spec: Mapping[str, Any], *,
+        status: Mapping[str, Any] | None = None, annotations: Mapping[str, str] | None = None,
+    ) -> bool:  # fmt: skip
+        """Create an object (then its status); False when it exists already."""
+        ...
 
     async def read_secret(self, namespace: str, name: str, shared: bool = False) -> dict[str, bytes] | None:
         """The Secret's data, None when it does not exist; `shared`: a read in flight will do."""

@@ -83,3 +83,29 @@ class NodeRecord:
     def runs(self) -> bool:
         """RKE2 runs on it, or did at its last pass."""
         return bool(self.status.get("runningVersion")) or self.condition_true("ServiceActive")
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    """An RKE2Snapshot or RKE2Restore as the store lists it."""
+
+    namespace: str
+    name: str
+    spec: dict[str, Any]
+    status: dict[str, Any] = field(default_factory=dict)
+    generation: int | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+    deleting: bool = False
+
+    @property
+    def cluster(self) -> str:
+        return str(self.spec.get("cluster") or "")
+
+    @property
+    def cluster_key(self) -> tuple[str, str]:
+        return (self.namespace, self.cluster)
+
+    @property
+    def phase(self) -> str | None:
+        phase = self.status.get("phase")
+        return str(phase) if phase else None

@@ -59,7 +59,10 @@ def verdict(
     *,
     upgrade_to: str | None = None,
     health: ClusterHealth | None = None,
+    rolling: bool = False,
 ) -> GoAhead:
+    """`upgrade_to`: a live node changes version; `rolling`: a change rolls through live nodes in
+    the rollout's batches (a new join token); otherwise the bring-up's order."""
     views = node_views(records, busy, health)
     view = next((v for v in views if v.name == me), None)
     if view is None:
@@ -73,6 +76,9 @@ def verdict(
             server_batch=cluster.upgrade.server_concurrency,
             upgrade_to=upgrade_to,
         )
+    if rolling:
+        return may_disrupt(view, views, init, agent_batch=cluster.upgrade.agent_concurrency,
+                           server_batch=cluster.upgrade.server_concurrency)  # fmt: skip
     return may_disrupt(view, views, init, agent_batch=BRINGUP_BATCH)
 
 

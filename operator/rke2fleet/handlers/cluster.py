@@ -32,7 +32,7 @@ def record_of(name: str, namespace: str, kw: dict[str, Any]) -> ClusterRecord:
 
 
 async def reconcile(fleet: FleetState, record: ClusterRecord, kw: dict[str, Any]) -> None:
-    fleet.store.bind(kw["clusters"], kw["nodes"])
+    fleet.store.bind(kw)
     out = await cluster_pass(fleet.engine, record)
     export_cluster(record.namespace, record.name, out)
     write_cluster(kw["patch"], record.status, record.generation, out)
@@ -79,7 +79,7 @@ async def cluster_tick(*, memo: Any, name: str, namespace: Any, **kw: Any) -> No
 @kopf.on.delete(GROUP, VERSION, "rke2clusters")
 async def cluster_deleted(*, name: str, namespace: Any, memo: Any, **kw: Any) -> None:
     fleet: FleetState = memo.fleet
-    remaining = [r.name for r in fleet.store.bind(kw["clusters"], kw["nodes"]).nodes(namespace, name)]
+    remaining = [r.name for r in fleet.store.bind(kw).nodes(namespace, name)]
     if remaining:
         raise kopf.TemporaryError(f"waiting for its RKE2Nodes to be deleted: {', '.join(sorted(remaining))}", delay=5)
     metrics.forget_cluster(namespace, name)

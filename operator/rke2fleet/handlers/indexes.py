@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 
 from rke2fleet import GROUP, VERSION
-from rke2fleet.engine.records import ClusterRecord, NodeRecord
+from rke2fleet.engine.records import ClusterRecord, NodeRecord, ObjectRecord
 
 WAKE_DELAY = 0.05  # after the index store holds the new entry (Kopf stores it once we return)
 
@@ -86,3 +86,26 @@ def summary_stamp(record: NodeRecord) -> tuple[Any, ...]:
         st.get("lastError") if st.get("phase") == "Failed" else None,
         record.deleting,
     )
+
+
+def object_record(namespace: Any, name: str, spec: Any, status: Any, meta: Any) -> ObjectRecord:
+    return ObjectRecord(
+        namespace=namespace,
+        name=name,
+        spec=dict(spec),
+        status=dict(status),
+        generation=meta.get("generation"),
+        annotations=dict(meta.get("annotations") or {}),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+@kopf.index(GROUP, VERSION, "rke2snapshots")
+async def snapshots(*, namespace: Any, name: str, spec: Any, status: Any, meta: Any, **_: Any) -> Any:
+    return {(namespace, name): object_record(namespace, name, spec, status, meta)}
+
+
+@kopf.index(GROUP, VERSION, "rke2restores")
+async def restores(*, namespace: Any, name: str, spec: Any, status: Any, meta: Any, **_: Any) -> Any:
+    record = object_record(namespace, name, spec, status, meta)
+    return {record.cluster_key: record}

@@ -37,7 +37,7 @@ def record_of(name: str, namespace: str, kw: dict[str, Any]) -> NodeRecord:
 
 async def reconcile(fleet: FleetState, record: NodeRecord, kw: dict[str, Any], *, timer: bool) -> float | None:
     """One pass; the delay after which to retry (None when settled)."""
-    fleet.store.bind(kw["clusters"], kw["nodes"])
+    fleet.store.bind(kw)
     out: NodeOutcome = await node_pass(fleet.engine, record, timer=timer)
     fleet.seen_stamp[record.key] = indexes.desired_stamp(out.cluster)
     write_node(kw["patch"], record.status, record.generation, out)
@@ -75,7 +75,7 @@ async def node_tick(*, memo: Any, name: str, namespace: Any, spec: Any, **kw: An
     lock = fleet.node_locks[record.key]
     if stopped or lock.locked():
         return
-    fleet.store.bind(kw["clusters"], kw["nodes"])
+    fleet.store.bind(kw)
     due = time.monotonic() >= fleet.next_pass.get(record.key, 0.0)
     woken = fleet.seen_stamp.get(record.key) != indexes.desired_stamp(fleet.store.cluster(*record.cluster_key))
     poked = record.key in fleet.poked  # the cluster reports this node differently from its status
@@ -93,7 +93,7 @@ async def node_tick(*, memo: Any, name: str, namespace: Any, spec: Any, **kw: An
 async def node_deleted(*, memo: Any, name: str, namespace: Any, **kw: Any) -> None:
     fleet: FleetState = memo.fleet
     record = record_of(name, namespace, kw)
-    fleet.store.bind(kw["clusters"], kw["nodes"])
+    fleet.store.bind(kw)
     async with fleet.node_locks[record.key]:
         out = await remove_node(fleet.engine, record)
     post_events(kw["body"], out.events)

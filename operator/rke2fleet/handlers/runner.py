@@ -62,7 +62,7 @@ async def shutdown(*, memo: Any, **_: Any) -> None:
 
 def register_handlers() -> None:
     """Importing the handler modules registers them with Kopf's default registry."""
-    from rke2fleet.handlers import cluster, indexes, node  # noqa: F401
+    from rke2fleet.handlers import cluster, indexes, node, objects  # noqa: F401
 
 
 class QuietTimers(logging.Filter):

@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 
 from rke2fleet import metrics
-from rke2fleet.api.conditions import Cond, status_patch
+from rke2fleet.api.conditions import Cond, parse_time, status_patch
 from rke2fleet.api.status import ClusterPhase
 from rke2fleet.engine.outcome import ClusterOutcome, Event, NodeOutcome, fields_of
 
@@ -42,6 +42,9 @@ def export_node(namespace: str, cluster: str, name: str, role: str, old: Mapping
         return fields[key] if key in fields else old.get(key)
 
     unreachable = any(c.type == "Reachable" and c.status is False for c in out.conditions)
+    expires = (current("certificates") or {}).get("notAfter")
+    if expires:
+        metrics.set_certificate_expiry(namespace, cluster, name, parse_time(expires).timestamp())
     metrics.set_node_reachable(namespace, cluster, name, not unreachable)
     for kind in out.drift_kinds:
         metrics.record_drift(namespace, cluster, name, kind)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from rke2fleet.metrics import labels as lb
 from rke2fleet.metrics.registry import (
+    CERTIFICATE_EXPIRY,
     CLUSTER_NODES,
     CLUSTER_PHASE,
     DRIFT_DETECTED_TOTAL,
@@ -97,6 +98,12 @@ def set_node_reachable(namespace: str, cluster: str, node: str, reachable: bool)
     NODE_REACHABLE.labels(namespace, cluster, node).set(1 if reachable else 0)
 
 
+def set_certificate_expiry(namespace: str, cluster: str, node: str, not_after: float) -> None:
+    """When the node's first certificate expires; drives the CertificateExpiresSoon alert."""
+    _check_node(namespace, cluster, node)
+    CERTIFICATE_EXPIRY.labels(namespace, cluster, node).set(not_after)
+
+
 def record_drift(namespace: str, cluster: str, node: str, kind: str) -> None:
     """Count one detected drift; `kind` is a snake_case identifier such as `config` or `service`."""
     _check_node(namespace, cluster, node)
@@ -113,7 +120,7 @@ def mark_reconciled(kind: lb.Kind, namespace: str, name: str, *, now: float | No
 def forget_node(namespace: str, cluster: str, node: str) -> None:
     """Remove every series of a deleted RKE2Node (its object name is the `node` label)."""
     match = {"namespace": namespace, "cluster": cluster, "node": node}
-    for gauge in (NODE_READY, NODE_REACHABLE, NODE_VERSION_INFO):
+    for gauge in (NODE_READY, NODE_REACHABLE, NODE_VERSION_INFO, CERTIFICATE_EXPIRY):
         gauge.remove_by_labels(match)
     DRIFT_DETECTED_TOTAL.remove_by_labels(match)
     LAST_SUCCESSFUL_RECONCILE.remove_by_labels({"kind": "RKE2Node", "namespace": namespace, "name": node})
@@ -138,6 +145,7 @@ def forget_cluster(namespace: str, cluster: str) -> None:
         NODE_READY,
         NODE_REACHABLE,
         NODE_VERSION_INFO,
+        CERTIFICATE_EXPIRY,
         DRIFT_DETECTED_TOTAL,
     ):
         metric.remove_by_labels(match)

@@ -92,6 +92,12 @@ NODE_REACHABLE = Gauge(
     ["namespace", "cluster", "node"],
     registry=REGISTRY,
 )
+CERTIFICATE_EXPIRY = Gauge(
+    "rke2fleet_certificate_expiry_timestamp_seconds",
+    "Unix time the node's first leaf certificate to expire does (read every certificates.checkInterval).",
+    ["namespace", "cluster", "node"],
+    registry=REGISTRY,
+)
 NODE_VERSION_INFO = Gauge(
     "rke2fleet_node_version_info",
     "Always 1; the labels carry the installed and the running RKE2 version.",

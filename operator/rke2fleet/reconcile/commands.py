@@ -90,7 +90,7 @@ def poll_delays(budget: float, interval: float, ramp: Sequence[float] = ()) -> l
 async def wait_ready(
     hosts: Hosts,
     target: HostTarget,
-    desired: DesiredNode,
+    unit: str,
     *,
     timeout: float,  # noqa: ASYNC109 -- our own readiness deadline (reference §7), not a cancel scope
     secrets: list[str],
@@ -106,7 +106,6 @@ async def wait_ready(
     the `facts` script, run on the host once the unit is active (None without one).
     """
     deadline = clock() + timeout
-    unit = desired.unit
     ramp: tuple[float, ...] = WAIT_RAMP
     while True:
         sleeps = poll_delays(min(WAIT_CHUNK, deadline - clock()), interval, ramp)

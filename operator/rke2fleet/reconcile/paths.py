@@ -31,6 +31,11 @@ class Paths:
         return f"{self.data_dir}/server/token"
 
     @property
+    def etcd_db(self) -> str:
+        """A server's etcd database (removed before it rejoins a restored cluster)."""
+        return f"{self.data_dir}/server/db"
+
+    @property
     def data_bin(self) -> str:
         """A link to the bin dir of the version RKE2 last started (kubectl, containerd, …)."""
         return f"{self.data_dir}/bin"

@@ -30,6 +30,7 @@ class Step(enum.Enum):
     RESTART = "restart"
     WAIT_READY = "wait-ready"
     UNCORDON = "uncordon"
+    ROTATE_CERTIFICATES = "rotate-certificates"
 
 
 class StepFailed(Exception):
@@ -97,12 +98,19 @@ async def _restart(ctx: StepContext) -> tuple[Step, ...]:
     return ()
 
 
+async def _rotate_certificates(ctx: StepContext) -> tuple[Step, ...]:
+    # RKE2 issues new certificates as it starts: rotate with the service stopped (reference §11).
+    await ctx.hosts.run(ctx.target, ["systemctl", "stop", ctx.desired.unit])
+    await ctx.hosts.run(ctx.target, ["rke2", "certificate", "rotate"])
+    return ()
+
+
 async def _wait_ready(ctx: StepContext) -> tuple[Step, ...]:
     try:
         ctx.facts_output = await wait_ready(
             ctx.hosts,
             ctx.target,
-            ctx.desired,
+            ctx.desired.unit,
             timeout=ctx.readiness_timeout,
             secrets=ctx.secrets,
             facts=ctx.facts_after if ctx.last else None,
@@ -170,6 +178,10 @@ STEPS: dict[Step, StepKind] = {
     Step.RESTART: StepKind("Starting", _restart, disrupts=True, slow=True),
     Step.WAIT_READY: StepKind("Starting", _wait_ready, slow=True),
     Step.UNCORDON: StepKind("Starting", _kubectl(kubectl.uncordon), via_kubectl=True),
+    Step.ROTATE_CERTIFICATES: StepKind(
+        "Configuring", _rotate_certificates, disrupts=True, condition="CertificatesValid",
+        failure="CertificateRotationFailed", slow=True,
+    ),
 }  # fmt: skip
 
 

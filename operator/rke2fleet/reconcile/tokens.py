@@ -18,6 +18,12 @@ TOK_SHA256_FN = (
 )
 
 
+# `rke2 token rotate`: the new token reaches the host on stdin (never in the SSH command line) and
+# rke2 hides its own arguments from ps (k3s pkg/cli/token: gspt.SetProcTitle); --new-token has no
+# environment variable. rke2 reads the old token from the server's token file.
+ROTATE_ARGV = ["sh", "-c", 'IFS= read -r t && exec rke2 token rotate --new-token "$t"']
+
+
 def generate_token() -> str:
     # Short form: RKE2's first server turns it into the secure form with its CA hash.
     return secrets.token_hex(32)

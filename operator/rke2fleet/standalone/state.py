@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rke2fleet.engine.ports import Plural
-from rke2fleet.engine.records import ClusterRecord, NodeRecord
+from rke2fleet.engine.records import ClusterRecord, NodeRecord, ObjectRecord
 from rke2fleet.standalone.manifests import Manifests
 from rke2fleet.store.memory import merge
 
@@ -149,6 +149,28 @@ class FileStore:
         if (namespace, cluster) != (self.manifests.namespace, self.manifests.name):
             return []
         return [self.node(name) for name in sorted(self.manifests.nodes)]
+
+    def snapshot(self, namespace: str, name: str) -> ObjectRecord | None:
+        kept = self.state.read("objects", "rke2snapshots", f"{name}.json")
+        if kept is None:
+            return None
+        return ObjectRecord(namespace, name, kept["spec"], self.state.status("rke2snapshots", name), 1,
+                            kept.get("annotations") or {})  # fmt: skip
+
+    def restores(self, namespace: str, cluster: str) -> list[ObjectRecord]:
+        return []  # restores are the operator's (RKE2Restore objects)
+
+    async def create_object(
+        self, plural: Plural, namespace: str, name: str, spec: Mapping[str, Any], *,
+        status: Mapping[str, Any] | None = None, annotations: Mapping[str, str] | None = None,
+    ) -> bool:  # fmt: skip
+        if self.state.read("objects", plural, f"{name}.json") is not None:
+            return False
+        record = {"spec": dict(spec), "annotations": dict(annotations or {})}
+        self.state.write(record, "objects", plural, f"{name}.json")
+        if status:
+            await self.patch_status(plural, namespace, name, status)
+        return True
 
     async def patch_status(self, plural: Plural, namespace: str, name: str, fields: Mapping[str, Any]) -> None:
         self.state.write(merge(self.state.status(plural, name), fields), "status", plural, f"{name}.json")

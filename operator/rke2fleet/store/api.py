@@ -161,6 +161,35 @@ class KubeApi:
 
         await asyncio.to_thread(call)
 
+    async def create_object(
+        self, plural: Plural, namespace: str, name: str, spec: Mapping[str, Any], *,
+        status: Mapping[str, Any] | None = None, annotations: Mapping[str, str] | None = None,
+    ) -> bool:  # fmt: skip
+        kind = {"rke2snapshots": "RKE2Snapshot", "rke2restores": "RKE2Restore"}[plural]
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": kind,
+            "metadata": {
+                "name": name, "namespace": namespace,
+                "annotations": dict(annotations or {}), "labels": dict(MANAGED_BY),
+            },
+            "spec": dict(spec),
+        }
+
+        def call() -> bool:
+            try:
+                self._request("POST", f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/{plural}", body)
+            except ApiException as exc:
+                if exc.status == 409:
+                    return False
+                raise
+            return True
+
+        created = await asyncio.to_thread(call)
+        if created and status:
+            await self.patch_status(plural, namespace, name, status)
+        return created
+
 
 def _secret_path(namespace: str, name: str | None = None) -> str:
     path = f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets"

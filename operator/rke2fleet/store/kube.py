@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rke2fleet.engine.records import ClusterRecord, NodeRecord
+from rke2fleet.engine.records import ClusterRecord, NodeRecord, ObjectRecord
 from rke2fleet.store.api import KubeApi
 
 
@@ -35,9 +35,13 @@ class KubeStore(KubeApi):
         super().__init__()
         self.clusters: Any = {}
         self.node_index: Any = {}
+        self.snapshot_index: Any = {}
+        self.restore_index: Any = {}
 
-    def bind(self, clusters: Any, nodes: Any) -> KubeStore:
-        self.clusters, self.node_index = clusters, nodes
+    def bind(self, kw: dict[str, Any]) -> KubeStore:
+        """The indexes from a handler's keyword arguments."""
+        self.clusters, self.node_index = kw["clusters"], kw["nodes"]
+        self.snapshot_index, self.restore_index = kw.get("snapshots", {}), kw.get("restores", {})
         return self
 
     def cluster(self, namespace: str, name: str) -> ClusterRecord | None:
@@ -46,3 +50,10 @@ class KubeStore(KubeApi):
 
     def nodes(self, namespace: str, cluster: str) -> list[NodeRecord]:
         return _many(self.node_index, (namespace, cluster))
+
+    def snapshot(self, namespace: str, name: str) -> ObjectRecord | None:
+        found: ObjectRecord | None = _one(self.snapshot_index, (namespace, name))
+        return found
+
+    def restores(self, namespace: str, cluster: str) -> list[ObjectRecord]:
+        return _many(self.restore_index, (namespace, cluster))

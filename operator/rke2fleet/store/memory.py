@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from rke2fleet.engine.ports import Plural
-from rke2fleet.engine.records import ClusterRecord, NodeRecord
+from rke2fleet.engine.records import ClusterRecord, NodeRecord, ObjectRecord
 
 
 def merge(old: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -30,6 +30,7 @@ class MemoryStore:
         self.node_records: dict[tuple[str, str], NodeRecord] = {}
         self.secrets: dict[tuple[str, str], dict[str, bytes]] = {}
         self.secret_annotations: dict[tuple[str, str], dict[str, str]] = {}
+        self.objects: dict[tuple[str, str, str], ObjectRecord] = {}  # (plural, namespace, name)
         self.writes: list[tuple[str, str, str, dict[str, Any]]] = []  # (what, namespace, name, fields)
 
     # -- objects ----------------------------------------------------------------------------
@@ -51,8 +52,30 @@ class MemoryStore:
     def node(self, namespace: str, name: str) -> NodeRecord:
         return self.node_records[(namespace, name)]
 
+    def snapshot(self, namespace: str, name: str) -> ObjectRecord | None:
+        return self.objects.get(("rke2snapshots", namespace, name))
+
+    def restores(self, namespace: str, cluster: str) -> list[ObjectRecord]:
+        return [o for (p, ns, _), o in self.objects.items() if p == "rke2restores" and ns == namespace
+                and o.cluster == cluster]  # fmt: skip
+
+    async def create_object(
+        self, plural: Plural, namespace: str, name: str, spec: Mapping[str, Any], *,
+        status: Mapping[str, Any] | None = None, annotations: Mapping[str, str] | None = None,
+    ) -> bool:  # fmt: skip
+        if (plural, namespace, name) in self.objects:
+            return False
+        self.objects[(plural, namespace, name)] = ObjectRecord(namespace, name, dict(spec), dict(status or {}), 1,
+                                                               dict(annotations or {}))  # fmt: skip
+        self.writes.append((plural, namespace, name, {"created": True}))
+        return True
+
     async def patch_status(self, plural: Plural, namespace: str, name: str, fields: Mapping[str, Any]) -> None:
         self.writes.append((plural, namespace, name, dict(fields)))
+        if (plural, namespace, name) in self.objects:
+            obj = self.objects[(plural, namespace, name)]
+            self.objects[(plural, namespace, name)] = replace(obj, status=merge(obj.status, fields))
+            return
         if plural == "rke2nodes":
             node = self.node_records[(namespace, name)]
             self.node_records[(namespace, name)] = replace(node, status=merge(node.status, fields))

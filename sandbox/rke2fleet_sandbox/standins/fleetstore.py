@@ -12,6 +12,10 @@ learner (one learner at a time); the leader promotes it once it caught up, which
 read or transaction promotes the learners whose ``promoteAt`` has passed, whose rke2 process runs,
 while the cluster has quorum (more than half of the voters' processes run). The cluster token is
 kept as the sha256 of its password part only (``tokenHash``).
+
+``rke2 server --cluster-reset[-restore-path]`` (``cluster_reset``) makes the cluster a one-voter etcd
+cluster again, with the datastore content (Node records, node passwords, token hash) of an etcd
+snapshot when one is restored; every earlier member is removed.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ REQUEST_TIMED_OUT = "etcdserver: request timed out"
 NOT_ENOUGH_STARTED = "etcdserver: re-configuration failed due to not enough started members"
 PEER_URLS_EXIST = "etcdserver: Peer URLs already exists"
 DIFFERENT_TOKEN = "bootstrap data already found and encrypted with different token"  # noqa: S105 - a message
+# The sandbox's own refusals (real etcd would not refuse, and split brain): one datastore per cluster CA.
+SPLIT_BRAIN = ("sandbox: refusing to {what} while rke2 server runs on {nodes}: real etcd would split brain "
+               "into two clusters; stop rke2-server on every server of the cluster first")
 # The Node's Ready condition (kubelet / node lifecycle controller texts).
 NOT_READY_CNI = ("container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
                  "message:Network plugin returns error: cni plugin not initialized")
@@ -116,6 +123,15 @@ def member_of_node(data: dict[str, Any], node: str) -> tuple[str, dict[str, Any]
         if member.get("node") == node:
             return name, member
     return None
+
+
+def running_servers(data: dict[str, Any], except_node: str | None = None) -> list[str]:
+    """The servers whose rke2 process runs: etcd members, and registered server Nodes (a joining
+    server is one before etcd admits it)."""
+    nodes = {m.get("node") or name for name, m in data.get("members", {}).items() if member_running(m)}
+    nodes |= {name for name, n in data.get("nodes", {}).items() if n.get("role") == "server"
+              and process_running(int(n.get("pid") or 0), n.get("pidStart"))}
+    return sorted(n for n in nodes if n != except_node)
 
 
 def _promotable(data: dict[str, Any], now: float) -> list[str]:
@@ -319,6 +335,43 @@ class Datastore:
             data["tokenHash"] = token_sha256
             self._node_event(cluster, data, node, "member-add", member=member_name, learner=False,
                              address=address, newCluster=True)
+
+    def running_servers(self, cluster: str, except_node: str | None = None) -> list[str]:
+        return running_servers(self._load(cluster), except_node)
+
+    def cluster_reset(self, cluster: str, member_name: str, node: str, address: str, token_sha256: str,
+                      restored: dict[str, Any] | None, snapshot: str | None) -> tuple[str, str] | None:
+        """``--cluster-reset``: refused (``(reason, error)``) while a server of the cluster runs, or
+        when the token is not the one the data is encrypted with (the snapshot's when restoring).
+        Else the cluster becomes ``member_name`` alone, a voter (its process gone: the reset run
+        exits), every earlier member removed; restoring also sets the snapshot's Node records, node
+        passwords and token hash. Records ``cluster-reset`` and a ``member-remove`` per dropped member."""
+        with self.transaction(cluster) as data:
+            running = running_servers(data)
+            if running:
+                return "peers-running", SPLIT_BRAIN.format(what="reset the etcd cluster", nodes=", ".join(running))
+            expected = data.get("tokenHash") if restored is None else restored.get("tokenHash")
+            if expected and expected != token_sha256:
+                return "token", DIFFERENT_TOKEN
+            if restored is not None:
+                data["nodes"] = dict(restored.get("nodes") or {})
+                data["nodePasswords"] = dict(restored.get("nodePasswords") or {})
+                data["tokenHash"] = expected
+            dropped, now = data["members"], time.time()
+            data["members"] = {member_name: {"node": node, "address": address, "learner": False, "added": now,
+                                             "promoteAt": None, "pid": None, "pidStart": None}}
+            self._node_event(cluster, data, node, "cluster-reset", member=member_name, snapshot=snapshot,
+                             address=address)
+            for name, member in sorted(dropped.items()):
+                self._node_event(cluster, data, member.get("node", ""), "member-remove", member=name,
+                                 learner=bool(member.get("learner")), reason="cluster-reset")
+            return None
+
+    def forget_node_password(self, cluster: str, node: str) -> None:
+        """The first start after a cluster reset deletes the node's password secret (k3s's
+        node-password-secret-cleanup): the restored one may not be the password on disk."""
+        with self.transaction(cluster) as data:
+            data["nodePasswords"].pop(node, None)
 
     def start_member(self, cluster: str, member_name: str, node: str, address: str, pid: int,
                      pid_start: int | None, token_sha256: str) -> tuple[str, str] | None:

@@ -1,9 +1,12 @@
 """The leaf certificates of a sandbox RKE2 node: issued at its first start, renewed at a start inside
 the renewal window, rotated and checked by ``rke2 certificate``, aged by the sandbox's fault switch.
 
-Real X.509 certificates (self-signed, EC P-256, 365 days) made with ``cryptography``, which is
-imported only where certificates are made or read: a plain restart reads the small JSON index
-(``<data-dir>/.sandbox-certificates.json``, each certificate's notBefore/notAfter) and nothing else.
+Real X.509 certificates (EC P-256, 365 days) made with ``cryptography``, each signed by the host's
+client or server CA (``rke2-client-ca@<unix time>``, ``rke2-server-ca@...``, 10 years, kept in
+``<data-dir>/.sandbox-ca``) and written with that CA after it, as RKE2's files hold the chain.
+``cryptography`` is imported only where certificates are made or read: a plain restart reads the
+small JSON index (``<data-dir>/.sandbox-certificates.json``, each certificate's notBefore/notAfter)
+and nothing else.
 The rke2 daemon runs the issuing part as a child (``python -s rke2_certs.py ensure ...``), so the
 long-lived process never holds ``cryptography``.
 
@@ -26,7 +29,9 @@ if TYPE_CHECKING:
 DEFAULT_DATA_DIR = "/var/lib/rancher/rke2"
 CONFIG_FILE = "/etc/rancher/rke2/config.yaml"
 INDEX = ".sandbox-certificates.json"
+CA_DIR = ".sandbox-ca"
 LIFETIME_DAYS = 365
+CA_LIFETIME_DAYS = 3650  # k3s: certutil's self-signed CAs, 10 years
 DAY = 86400.0
 REPORT = "cert: "  # a child's line meant for the node's log
 
@@ -133,12 +138,60 @@ def _datetime(t: float) -> Any:
     return datetime.datetime.fromtimestamp(int(t), datetime.UTC)
 
 
+def _cert_pem(cert: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    pem: bytes = cert.public_bytes(serialization.Encoding.PEM)
+    return pem
+
+
+def _key_pem(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    pem: bytes = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                   serialization.NoEncryption())
+    return pem
+
+
+def ca_path(data_dir: str, rel: str) -> str:
+    """The CA that signs the certificate ``rel``: the client CA for client certificates, else the server CA."""
+    return os.path.join(data_dir, CA_DIR, f"{'client' if CERTS[rel][2] == 'client' else 'server'}-ca.crt")
+
+
+def ca(data_dir: str, rel: str, now: float) -> tuple[Any, Any]:
+    """(certificate, key) of the CA that signs ``rel``, made at first use."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    path = ca_path(data_dir, rel)
+    kind = os.path.basename(path).removesuffix("-ca.crt")
+    if os.path.exists(path) and os.path.exists(key_path(path)):
+        with open(key_path(path), "rb") as f:
+            return read_certs(path)[0], serialization.load_pem_private_key(f.read(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"rke2-{kind}-ca@{int(now)}")])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(_datetime(now))
+            .not_valid_after(_datetime(now + CA_LIFETIME_DAYS * DAY))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, content_commitment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .sign(key, hashes.SHA256()))
+    _write(key_path(path), _key_pem(key), 0o600)
+    _write(path, _cert_pem(cert), 0o644)
+    return cert, key
+
+
 def issue(data_dir: str, rel: str, node: str, address: str, now: float) -> tuple[float, float]:
-    """A new key and a self-signed certificate valid from ``now`` for 365 days: (notBefore, notAfter)."""
+    """A new key and a certificate signed by the host's CA, valid from ``now`` for 365 days, written
+    with the CA after it: (notBefore, notAfter)."""
     import ipaddress
 
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -147,9 +200,10 @@ def issue(data_dir: str, rel: str, node: str, address: str, now: float) -> tuple
     if org:
         attributes.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
     subject = x509.Name(attributes)
+    ca_cert, ca_key = ca(data_dir, rel, now)
     key = ec.generate_private_key(ec.SECP256R1())
     not_before, not_after = float(int(now)), float(int(now + LIFETIME_DAYS * DAY))
-    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(_datetime(not_before)).not_valid_after(_datetime(not_after))
                .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, content_commitment=False,
@@ -168,19 +222,23 @@ def issue(data_dir: str, rel: str, node: str, address: str, now: float) -> tuple
             except ValueError:
                 pass
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    cert = builder.sign(key, hashes.SHA256())
+    cert = builder.sign(ca_key, hashes.SHA256())
     path = os.path.join(data_dir, rel)
-    _write(key_path(path), key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                             serialization.NoEncryption()), 0o600)
-    _write(path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    _write(key_path(path), _key_pem(key), 0o600)
+    _write(path, _cert_pem(cert) + _cert_pem(ca_cert), 0o644)
     return not_before, not_after
 
 
-def read_cert(path: str) -> Any:
+def read_certs(path: str) -> list[Any]:
+    """Every certificate of a PEM file, the leaf first (what k3s's ``certutil.CertsFromFile`` reads)."""
     from cryptography import x509
 
     with open(path, "rb") as f:
-        return x509.load_pem_x509_certificate(f.read())
+        return x509.load_pem_x509_certificates(f.read())
+
+
+def read_cert(path: str) -> Any:
+    return read_certs(path)[0]
 
 
 def cert_dates(cert: Any) -> tuple[float, float]:
@@ -215,7 +273,9 @@ def ensure(data_dir: str, role: str, node: str, address: str, window_days: int) 
 
 
 def age(data_dir: str, days: float) -> list[str]:
-    """Move notBefore and notAfter of every certificate ``days`` back (files re-signed, index updated)."""
+    """Move notBefore and notAfter of every leaf certificate ``days`` back (re-signed by its CA, the
+    chain kept; the index updated). The CAs keep their dates."""
+    from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
 
     index = load_index(data_dir)
@@ -224,19 +284,19 @@ def age(data_dir: str, days: float) -> list[str]:
         path = os.path.join(data_dir, rel)
         if not (os.path.exists(path) and os.path.exists(key_path(path))):
             continue
-        cert = read_cert(path)
-        with open(key_path(path), "rb") as f:
+        cert, *chain = read_certs(path)
+        ca_key = key_path(ca_path(data_dir, rel))
+        signer = ca_key if chain and os.path.exists(ca_key) else key_path(path)
+        with open(signer, "rb") as f:
             key = serialization.load_pem_private_key(f.read(), password=None)
         not_before, not_after = (t - days * DAY for t in cert_dates(cert))
-        from cryptography import x509
-
         builder = (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.issuer)
                    .public_key(cert.public_key()).serial_number(cert.serial_number)
                    .not_valid_before(_datetime(not_before)).not_valid_after(_datetime(not_after)))
         for ext in cert.extensions:
             builder = builder.add_extension(ext.value, critical=ext.critical)
         aged = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
-        _write(path, aged.public_bytes(serialization.Encoding.PEM), 0o644)
+        _write(path, b"".join(_cert_pem(c) for c in (aged, *chain)), 0o644)
         index[rel] = {"notBefore": float(int(not_before)), "notAfter": float(int(not_after))}
         out.append(f"{rel} notAfter {iso(not_after)}")
     save_index(data_dir, index)
@@ -288,28 +348,155 @@ def rotate(data_dir: str, services: list[str], log: Any) -> int:
     return 0
 
 
-def check(data_dir: str, output: str, window_days: int, log: Any) -> int:
-    """``rke2 certificate check``: every certificate's file, subject, notAfter and days left."""
-    now = time.time()
-    rows = []
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+SECOND_NS = 10**9
+DAY_NS = 86400 * SECOND_NS
+# go-humanize's defaultMagnitudes (Month 30 days, Year 12 months): (below, format, divisor), in ns.
+MAGNITUDES: tuple[tuple[float, str, int], ...] = (
+    (SECOND_NS, "now", SECOND_NS), (2 * SECOND_NS, "1 second %s", 1), (60 * SECOND_NS, "%d seconds %s", SECOND_NS),
+    (120 * SECOND_NS, "1 minute %s", 1), (3600 * SECOND_NS, "%d minutes %s", 60 * SECOND_NS),
+    (7200 * SECOND_NS, "1 hour %s", 1), (DAY_NS, "%d hours %s", 3600 * SECOND_NS), (2 * DAY_NS, "1 day %s", 1),
+    (7 * DAY_NS, "%d days %s", DAY_NS), (14 * DAY_NS, "1 week %s", 1), (30 * DAY_NS, "%d weeks %s", 7 * DAY_NS),
+    (60 * DAY_NS, "1 month %s", 1), (360 * DAY_NS, "%d months %s", 30 * DAY_NS), (540 * DAY_NS, "1 year %s", 1),
+    (720 * DAY_NS, "2 years %s", 1), (37 * 360 * DAY_NS, "%d years %s", 360 * DAY_NS),
+    (float("inf"), "a long while %s", 1),
+)
+
+
+def rel_time(ns: int) -> str:
+    """``humanize.RelTime(now, now.Add(d), "", "")`` as k3s's table calls it: "1 year ", "2 months "
+    (the empty label leaves the trailing space), the same for a negative ``d``."""
+    diff = abs(ns)
+    fmt, div = next((fmt, div) for below, fmt, div in MAGNITUDES if below > diff)
+    return fmt.replace("%d", str(diff // div)).replace("%s", "")
+
+
+def go_expires(t: float) -> str:
+    """Go's ``Format("Jan 02, 2006 15:04 MST")`` of a UTC time."""
+    tm = time.gmtime(t)
+    return f"{MONTHS[tm.tm_mon - 1]} {tm.tm_mday:02d}, {tm.tm_year} {tm.tm_hour:02d}:{tm.tm_min:02d} UTC"
+
+
+def go_duration(ns: int) -> str:
+    """Go's ``time.Duration.String()``: "8759h59m59.5s", "1.5ms", "0s"."""
+    sign, ns = ("-" if ns < 0 else ""), abs(ns)
+    if ns == 0:
+        return "0s"
+    if ns < SECOND_NS:
+        unit, div = ("ns", 1) if ns < 1000 else ("µs", 1000) if ns < 10**6 else ("ms", 10**6)
+        whole, frac = divmod(ns, div)
+        digits = len(str(div)) - 1
+        tail = f".{frac:0{digits}d}".rstrip("0").rstrip(".") if digits else ""
+        return f"{sign}{whole}{tail}{unit}"
+    seconds, frac = divmod(ns, SECOND_NS)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    tail = f".{frac:09d}".rstrip("0").rstrip(".")
+    return sign + (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + f"{secs}{tail}s"
+
+
+def cert_status(cert: Any, now: float, window_days: int) -> str:
+    """k3s's util.GetCertStatus, the warning window being the release's renewal window."""
+    not_before, not_after = cert_dates(cert)
+    if now < not_before:
+        return "NOT YET VALID"
+    if now > not_after:
+        return "EXPIRED"
+    return "WARNING" if now + window_days * DAY > not_after else "OK"
+
+
+def cert_usages(cert: Any) -> list[str]:
+    """k3s's util.GetCertUsages: CertSign (key usage), then ServerAuth / ClientAuth (extended)."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    usages = []
+    try:
+        if cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign:
+            usages.append("CertSign")
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        for oid in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value:
+            if oid == ExtendedKeyUsageOID.SERVER_AUTH:
+                usages.append("ServerAuth")
+            elif oid == ExtendedKeyUsageOID.CLIENT_AUTH:
+                usages.append("ClientAuth")
+    except x509.ExtensionNotFound:
+        pass
+    return usages or ["Unknown"]
+
+
+def cn_of(name: Any) -> str:
+    from cryptography.x509.oid import NameOID
+
+    attributes = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attributes[0].value) if attributes else ""
+
+
+def certificate_info(data_dir: str, window_days: int) -> list[dict[str, Any]]:
+    """k3s's collectCertInfo: one entry per certificate of every file (the leaf, then its CA)."""
+    now_ns = time.time_ns()
+    now = now_ns / SECOND_NS
+    entries = []
     for rel in present(data_dir):
-        cert = read_cert(os.path.join(data_dir, rel))
-        not_after = cert_dates(cert)[1]
-        days_left = (not_after - now) / DAY
-        status = "EXPIRED" if days_left < 0 else "WARNING" if days_left < window_days else "OK"
-        usage = "ClientAuth" if CERTS[rel][2] == "client" else "ServerAuth"
-        rows.append((rel, cert.subject.rfc4514_string(), usage, iso(not_after), f"{int(days_left)}d", status))
+        for cert in read_certs(os.path.join(data_dir, rel)):
+            not_before, not_after = cert_dates(cert)
+            status = cert_status(cert, now, window_days)
+            entries.append({
+                "Filename": os.path.basename(rel),
+                "Subject": cn_of(cert.subject),
+                "Issuer": cn_of(cert.issuer),
+                "Usages": cert_usages(cert),
+                "ExpiryTime": not_before if status == "NOT YET VALID" else not_after,
+                "ResidualTime": int(not_after) * SECOND_NS - now_ns,
+                "Status": status,
+            })
+    return entries
+
+
+def check(data_dir: str, output: str, window_days: int, log: Any) -> int:
+    """``rke2 certificate check [--output text|table|json|yaml]``, as k3s pkg/cli/cert/cert.go prints it."""
+    import json
+
+    if TYPE_CHECKING:
+        from rke2fleet_sandbox.standins import standin_common as common
+    else:
+        import standin_common as common
+
+    if output not in ("text", "table", "json", "yaml"):
+        log("fatal", f"invalid output format {output}")
+        return 1
+    if os.path.isdir(os.path.join(data_dir, "server")):
+        log("info", "Server detected, checking agent and server certificates")
+    else:
+        log("info", "Agent detected, checking agent certificates")
+    entries = certificate_info(data_dir, window_days)
     if output == "table":
-        table = [("FILENAME", "SUBJECT", "USAGES", "EXPIRES", "RESIDUAL TIME", "STATUS"), *rows]
-        widths = [max(len(r[i]) for r in table) for i in range(6)]
-        for r in table:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-        return 0
-    for rel, subject, _, expires, left, status in rows:
-        verdict = {"OK": "is ok", "WARNING": f"will expire within {window_days} days",
-                   "EXPIRED": "is expired"}[status]
-        log("info" if status == "OK" else "warning",
-            f"{os.path.basename(rel)}: certificate {subject} {verdict}, expires at {expires} ({left} left)")
+        rows = [("FILENAME", "SUBJECT", "USAGES", "EXPIRES", "RESIDUAL TIME", "STATUS"),
+                ("--------", "-------", "------", "-------", "-------------", "------")]
+        rows += [(e["Filename"], e["Subject"], ",".join(e["Usages"]), go_expires(e["ExpiryTime"]),
+                  rel_time(e["ResidualTime"]), e["Status"]) for e in entries]
+        print("\n" + "\n".join(common.tabwrite(rows, padding=3)))
+    elif output == "json":
+        doc = [dict(e, ExpiryTime=iso(e["ExpiryTime"])) for e in entries]
+        print(json.dumps({"Certificates": doc or None}, separators=(",", ":")))
+    elif output == "yaml":
+        lines = ["certificates:" + ("" if entries else " []")]
+        for e in entries:
+            lines += [f"- filename: {e['Filename']}", f"  subject: {e['Subject']}", f"  issuer: {e['Issuer']}",
+                      "  usages:", *(f"  - {u}" for u in e["Usages"]), f"  expirytime: {iso(e['ExpiryTime'])}",
+                      f"  residualtime: {go_duration(e['ResidualTime'])}", f"  status: {e['Status']}"]
+        print("\n".join(lines))
+    else:
+        for e in entries:
+            what = f"{e['Filename']}: certificate {e['Subject']} ({','.join(e['Usages'])})"
+            expires = iso(e["ExpiryTime"])
+            level, verdict = {"NOT YET VALID": ("error", f"is not valid before {expires}"),
+                              "EXPIRED": ("error", f"expired at {expires}"),
+                              "WARNING": ("warning", f"will expire within {window_days} days at {expires}"),
+                              }.get(e["Status"], ("info", f"is ok, expires at {expires}"))
+            log(level, f"{what} {verdict}")
     return 0
 
 

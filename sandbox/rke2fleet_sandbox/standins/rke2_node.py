@@ -2,19 +2,22 @@
 
 ``rke2 server|agent`` (config.yaml + drop-ins, first server / join over the supervisor port 9345,
 the shared datastore, etcd membership and the cluster token as RKE2 checks them, leaf
-certificates); ``rke2 etcd-snapshot save|ls``; ``rke2 token rotate``; ``rke2 certificate
-rotate|check``; other subcommands exist but say they are not implemented in the sandbox. The
-supervisor speaks plain HTTP on 9345.
+certificates); ``rke2 etcd-snapshot save|ls|delete`` (requests to the running server's
+``/db/snapshot``, as k3s's CLI makes them); ``rke2 token rotate``; ``rke2 certificate rotate|check``;
+other subcommands exist but say they are not implemented in the sandbox. The supervisor speaks plain
+HTTP on 9345.
 
 A server start, as k3s's etcd code does it:
   * a local datastore (``<data-dir>/server/db/etcd``) exists: an existing member. Its token
     (configured, else ``server/token``) must be the cluster's ("bootstrap data already found and
     encrypted with different token") and its member must still be in the cluster ("this server is a
     not a member of the etcd cluster"); both are fatal.
-  * none, and no ``server:``: a new cluster, this server its one voter.
+  * none, and no ``server:``: a new cluster, this server its one voter (refused while another server
+    of this CA's cluster runs: real etcd would start a second cluster, a split brain).
   * none, and a ``server:``: join over 9345 (token checked against the cluster's current token),
     then MemberAddAsLearner, retried every second while another learner exists
     ("Waiting for other members to finish joining etcd cluster: ..."): the unit stays activating.
+  * ``--cluster-reset [--cluster-reset-restore-path=FILE]``: see ``cluster_reset``; the process ends.
 Every such refusal is recorded in the datastore as a ``start-refused`` event.
 """
 
@@ -278,6 +281,13 @@ class NodeContext:
     def etcd_dir(self) -> str:
         return os.path.join(self.data_dir, "server", "db", "etcd")
 
+    @property
+    def reset_flag(self) -> str:
+        return os.path.join(self.data_dir, "server", "db", "reset-flag")
+
+    def new_member_name(self) -> str:
+        return f"{self.node_name}-{os.urandom(4).hex()}"
+
     def host_seconds(self, key: str, switch: str | None = None) -> float:
         """A delay of this host: its fault switch file if set, else host.json's ``key``, else 1 s."""
         value = common.fault_seconds(switch) if switch else None
@@ -294,7 +304,7 @@ class NodeContext:
         try:
             return read_text(path).strip()
         except FileNotFoundError:
-            return f"{self.node_name}-{os.urandom(4).hex()}"
+            return self.new_member_name()
 
     def write_member(self, name: str) -> None:
         """The local datastore: the member's name file and its write-ahead log directory."""
@@ -376,8 +386,11 @@ class NodeContext:
             os.unlink(tmp)
         os.symlink(f"{rel}/bin", tmp)
         os.replace(tmp, os.path.join(self.data_dir, "bin"))
-        # Not server/db/etcd: its existence is what makes a server an existing etcd member.
-        for sub in ("agent/pod-manifests", "server/manifests", "server/db/snapshots"):
+        # Not server/db/etcd: its existence is what makes a server an existing etcd member. An agent
+        # has no server directory (`rke2 certificate check` tells the roles apart by it).
+        subs = ("agent/pod-manifests", "server/manifests", "server/db/snapshots") if self.role == "server" else (
+            "agent/pod-manifests",)
+        for sub in subs:
             os.makedirs(os.path.join(self.data_dir, sub), exist_ok=True)
 
 
@@ -441,6 +454,21 @@ def serve(ctx: NodeContext) -> None:
         ctx.write_token_files()
         return 200, "", "text/plain"
 
+    def snapshot_reply(body: bytes) -> tuple[int, str, str]:
+        """POST /db/snapshot: ``rke2 etcd-snapshot save|ls|delete``, authenticated with the server token."""
+        try:
+            req = json.loads(body or b"{}")
+            operation, names = str(req["operation"]), [str(n) for n in req.get("name") or []]
+        except (ValueError, KeyError, TypeError):
+            return 400, "invalid snapshot request", "text/plain"
+        if not token_accepted(req.get("password"), "server"):
+            return 401, "Unauthorized", "text/plain"
+        status, answer = snapshot_operation(ctx, operation, names, req.get("dir"))
+        if status != 200:  # k3s's util.SendError
+            log("error", f"Sending HTTP {status} response to {ctx.address}: {answer}")
+            return status, str(answer), "text/plain"
+        return 200, json.dumps(answer), "application/json"
+
     def common_reply(path: str) -> tuple[int, str, str]:
         if path == "/cacerts":
             return 200, ctx.ca_pem, "text/plain"
@@ -451,6 +479,8 @@ def serve(ctx: NodeContext) -> None:
         return 404, "404 page not found", "text/plain"
 
     def supervisor(method: str, path: str, body: bytes) -> tuple[int, str, str]:
+        if method == "POST" and path == "/db/snapshot":
+            return snapshot_reply(body)
         if method == "POST":
             return join_reply(body) if path == "/v1-rke2/join" else (404, "404 page not found", "text/plain")
         if method == "PUT":
@@ -469,6 +499,79 @@ def serve(ctx: NodeContext) -> None:
         except OSError as exc:
             fatal(f"starting kubernetes: listen tcp {ctx.address}:{port}: bind: {(exc.strerror or str(exc)).lower()}")
         minihttp.serve_in_background(sock, handler)
+
+
+# -- etcd snapshots (the server's side of `rke2 etcd-snapshot`) -------------------------------------------
+def snapshot_dir(ctx: NodeContext, requested: object) -> str:
+    """The request's directory, else the server's ``etcd-snapshot-dir``, else ``server/db/snapshots``;
+    only the default one is created (k3s: user-specified directories must already exist)."""
+    default = os.path.join(ctx.data_dir, "server", "db", "snapshots")
+    directory = str(requested or ctx.config.get("etcd-snapshot-dir") or default)
+    if directory == default:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    elif not os.path.isdir(directory):
+        raise OSError(f"failed to get etcd-snapshot-dir: stat {directory}: no such file or directory")
+    return directory
+
+
+def snapshot_document(ctx: NodeContext, data: dict[str, Any], name: str, created: int) -> str:
+    """What a restore needs of the cluster's datastore ``data`` (a real snapshot is etcd's bolt
+    database; the operator never reads one): the member list, the token hash, the Node records and
+    node passwords, and the bootstrap data (here the server CA, which names the cluster)."""
+    import json
+
+    members = data.get("members", {})
+    return json.dumps({
+        "kind": SNAPSHOT_KIND, "version": 1, "name": name, "node": ctx.node_name, "createdAt": created,
+        "cluster": ctx.cluster, "tokenHash": data.get("tokenHash"), "members": members,
+        "voters": sorted(n for n, m in members.items() if not m.get("learner")),
+        "nodes": data.get("nodes", {}), "nodePasswords": data.get("nodePasswords", {}),
+        "bootstrap": {"serverCA": ctx.ca_pem},
+    }, indent=1, sort_keys=True) + "\n"
+
+
+def snapshot_operation(ctx: NodeContext, operation: str, names: list[str], requested_dir: object,
+                       ) -> tuple[int, Any]:
+    """(200, answer) or (500, error) for a save, list or delete of this server's local snapshots."""
+    import time
+
+    try:
+        directory = snapshot_dir(ctx, requested_dir)
+    except OSError as exc:
+        return 500, str(exc)
+    if operation == "save":
+        if common.fault_value("fail-snapshot") or not ctx.store.quorum(ctx.cluster):
+            return 500, "failed to check etcd status for snapshot: context deadline exceeded"
+        data = ctx.store.cluster(ctx.cluster)
+        found = fleetstore.member_of_node(data, ctx.node_name)
+        if found is not None and found[1].get("learner"):
+            log("warning", "Unable to take snapshot: not supported for learner")
+            return 200, {"created": [], "deleted": []}
+        created = round(time.time())
+        name = f"{names[0] if names else 'on-demand'}-{ctx.node_name}-{created}"
+        path = os.path.join(directory, name)
+        log("info", f"Saving etcd snapshot to {path}")
+        common.write_atomic(path, snapshot_document(ctx, data, name, created), 0o600)
+        return 200, {"created": [name], "deleted": []}
+    if operation == "list":
+        items = []
+        for name in os.listdir(directory):
+            path = os.path.join(directory, name)
+            if name.startswith(".") or not os.path.isfile(path):
+                continue
+            stamp, st = name.rsplit("-", 1)[-1], os.stat(path)  # k3s: the time in the name, else the mtime
+            items.append({"name": name, "location": "file://" + path, "size": st.st_size,
+                          "created": int(stamp) if stamp.isdigit() else int(st.st_mtime)})
+        return 200, sorted(items, key=lambda i: (i["created"], i["name"]))
+    if operation == "delete":
+        deleted = []
+        for name in names:
+            path = os.path.join(directory, os.path.basename(name))
+            if os.path.isfile(path):
+                os.unlink(path)
+                deleted.append(name)
+        return 200, {"created": [], "deleted": deleted}
+    return 500, f"unsupported snapshot operation {operation!r}"
 
 
 # -- joining ------------------------------------------------------------------------------------------
@@ -560,6 +663,9 @@ def start_existing_member(ctx: NodeContext, token: str | None) -> None:
         refuse(ctx, ctx.cluster, reason,
                f"starting kubernetes: preparing server: {error}" if reason == "token" else ETCD_PREFIX + error)
     log("info", f"Starting etcd member {name} of an existing cluster (local datastore found)")
+    if os.path.exists(ctx.reset_flag):  # the first start after a cluster reset
+        ctx.store.forget_node_password(ctx.cluster, ctx.node_name)
+        os.unlink(ctx.reset_flag)
     rejected = ctx.store.register(ctx.cluster, ctx.node_record(), ctx.node_password_hash())
     if rejected:
         refuse(ctx, ctx.cluster, "node-password", rejected)
@@ -581,6 +687,10 @@ def start_new_cluster(ctx: NodeContext, token: str | None) -> None:
         ctx.password = os.urandom(16).hex()  # what secrets.token_hex(16) returns, without its imports
     ctx.cluster = fleetstore.cluster_id_for_ca(ctx.ca_pem)
     name = ctx.member_name()
+    running = ctx.store.running_servers(ctx.cluster, except_node=ctx.node_name)
+    if running:  # this CA's cluster runs elsewhere: a second etcd cluster (server/db gone, no `server:`)
+        refuse(ctx, ctx.cluster, "split-brain", ETCD_PREFIX + fleetstore.SPLIT_BRAIN.format(
+            what="start a new etcd cluster", nodes=", ".join(running)))
     error = ctx.store.register(ctx.cluster, ctx.node_record(), ctx.node_password_hash())
     if error:
         refuse(ctx, ctx.cluster, "node-password", error)
@@ -611,6 +721,84 @@ def join_etcd(ctx: NodeContext) -> None:
     ctx.write_member(name)
 
 
+# -- cluster reset and snapshot restore ------------------------------------------------------------------
+RESET_DONE = ("Managed etcd cluster membership has been reset, restart without --cluster-reset flag now. "
+              "Backup and delete ${datadir}/server/db on each peer etcd server and rejoin the nodes")
+SNAPSHOT_KIND = "rke2fleet-sandbox/etcd-snapshot"
+
+
+def is_true(value: object) -> bool:
+    return value is True or str(value).lower() in ("true", "1", "yes")
+
+
+def read_snapshot(path: str) -> dict[str, Any]:
+    """A snapshot file's content (``snapshot_document``), or fatal when it is not one."""
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read())
+        if doc.get("kind") != SNAPSHOT_KIND or not doc["bootstrap"]["serverCA"]:
+            raise ValueError
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        fatal(f"{ETCD_PREFIX}etcd: failed to restore snapshot {path}: snapshot file is not a valid etcd snapshot")
+    result: dict[str, Any] = doc
+    return result
+
+
+def cluster_reset(ctx: NodeContext, token: str | None) -> NoReturn:
+    """``rke2 server --cluster-reset [--cluster-reset-restore-path=FILE]``, every server stopped: this
+    server becomes the cluster's one etcd voter (a new member name), with the snapshot's datastore
+    content when one is restored; it writes the reset flag, logs k3s's message and exits 0."""
+    import time
+
+    path = ctx.config.get("cluster-reset-restore-path")
+    restored: dict[str, Any] | None = None
+    if path and path is not True:
+        path = str(path)
+        if not os.path.exists(path):
+            fatal(f"{ETCD_PREFIX}etcd: snapshot path does not exist: {path}")
+        if os.path.isdir(path):
+            fatal(f"{ETCD_PREFIX}etcd: snapshot path must be a file, not a directory: {path}")
+        restored = read_snapshot(path)
+        ctx.ca_pem = str(restored["bootstrap"]["serverCA"])
+    else:
+        if os.path.exists(ctx.reset_flag):
+            fatal("starting kubernetes: preparing server: Managed etcd cluster membership was previously reset, "
+                  "please remove the cluster-reset flag and start rke2 normally. If you need to perform another "
+                  f"cluster reset, you must first manually delete the file at {ctx.reset_flag}")
+        if not os.path.isdir(ctx.etcd_dir) or not os.path.exists(ctx.ca_path):
+            fatal(f"{ETCD_PREFIX}sandbox: --cluster-reset without --cluster-reset-restore-path needs this "
+                  f"server's etcd datastore ({ctx.etcd_dir})")
+        ctx.ca_pem = read_text(ctx.ca_path)
+    ctx.cluster = fleetstore.cluster_id_for_ca(ctx.ca_pem)
+    token_file = os.path.join(ctx.data_dir, "server", "token")
+    if token is None and os.path.exists(token_file):
+        token = read_text(token_file).strip()
+    ctx.password = parse_token(token)[1] if token else os.urandom(16).hex()  # no token: k3s makes one up
+    name = ctx.new_member_name()
+    refused = ctx.store.cluster_reset(ctx.cluster, name, ctx.node_name, ctx.address,
+                                      fleetstore.token_hash(ctx.password), restored,
+                                      restored.get("name") if restored else None)
+    if refused is not None:
+        reason, error = refused
+        refuse(ctx, ctx.cluster, reason,
+               f"starting kubernetes: preparing server: {error}" if reason == "token" else ETCD_PREFIX + error)
+    if restored is not None:
+        log("info", f"Restoring etcd snapshot {restored.get('name')} from {path}")
+        if os.path.isdir(ctx.etcd_dir):
+            moved = f"{ctx.etcd_dir}-old-{int(time.time())}"
+            os.rename(ctx.etcd_dir, moved)
+            log("info", f"Pre-restore etcd database moved to {moved}")
+    common.write_atomic(ctx.ca_path, ctx.ca_pem, 0o644)
+    ctx.write_member(name)
+    common.write_atomic(ctx.reset_flag, "", 0o600)
+    ctx.write_token_files()
+    log("info", f"Starting etcd for new cluster, member {name}={fleetstore.peer_url(ctx.address)} (cluster reset)")
+    log("info", RESET_DONE)
+    sys.exit(0)
+
+
 # -- rke2 server / agent -------------------------------------------------------------------------------
 def run_node(role: str, version: str, args: list[str]) -> NoReturn:
     import json
@@ -635,6 +823,8 @@ def run_node(role: str, version: str, args: list[str]) -> NoReturn:
         ctx.agent_password = parse_token(str(config["agent-token"]))[1]
 
     joining = False
+    if role == "server" and is_true(config.get("cluster-reset")):
+        cluster_reset(ctx, token)
     if role == "server" and os.path.isdir(ctx.etcd_dir):
         start_existing_member(ctx, token)
     elif role == "server" and not server_url:
@@ -698,48 +888,46 @@ def ensure_certificates(ctx: NodeContext) -> None:
 
 
 # -- other subcommands ------------------------------------------------------------------------------
-def etcd_snapshot(args: list[str]) -> int:
-    import time
-    from pathlib import Path
-
-    sub = args[0] if args and not args[0].startswith("-") else "save"
-    flags = parse_flags(args[1:] if args and not args[0].startswith("-") else args)
-    config = load_config(CONFIG_FILE)
-    snapdir = Path(str(flags.get("dir", config.get("etcd-snapshot-dir",
-                   f"{config.get('data-dir', '/var/lib/rancher/rke2')}/server/db/snapshots"))))
-    info = common.host_info()
-    node = str(config.get("node-name") or info["name"])
-    if sub == "save":
-        import socket
-
-        try:
-            socket.create_connection((str(info["address"]), SUPERVISOR_PORT), timeout=2).close()
-        except OSError:
-            log("fatal", "etcd datastore is not started")
-            return 1
-        if common.fault_value("fail-snapshot"):
-            log("fatal", "failed to save snapshot: context deadline exceeded")
-            return 1
-        name = f"{flags.get('name', 'on-demand')}-{node}-{int(time.time())}"
-        common.write_atomic(snapdir / name, f"sandbox etcd snapshot {name}\n", 0o600)
-        log("info", f"Snapshot {name} saved.")
-        return 0
-    if sub in ("ls", "list"):
-        print(f"{'Name':<60} {'Location':<90} {'Size':<6} Created")
-        for path in sorted(snapdir.glob("*")) if snapdir.exists() else []:
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
-            print(f"{path.name:<60} {'file://' + str(path):<90} {path.stat().st_size:<6} {stamp}")
-        return 0
-    print(f"rke2 etcd-snapshot {sub}: not implemented in the sandbox", file=sys.stderr)
-    return 1
+SNAPSHOT_BOOL_FLAGS = {"etcd-s3", "etcd-snapshot-compress", "snapshot-compress", "debug", "etcd-s3-insecure",
+                       "etcd-s3-skip-ssl-verify", "help", "h"}
 
 
-ROTATE_WARNING = ("WARNING: Recommended to keep a record of the old token. If restoring from a snapshot, "
-                  "you must use the token associated with that snapshot.")
+def split_args(args: list[str], booleans: set[str]) -> tuple[dict[str, Any], list[str]]:
+    """(flags, positional arguments): a flag not in ``booleans`` takes the next argument as its value."""
+    flags: dict[str, Any] = {}
+    positional: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        key = arg.lstrip("-")
+        if not arg.startswith("-") or not key:
+            positional.append(arg)
+        elif "=" in key:
+            k, v = key.split("=", 1)
+            flags[k] = v
+        elif key in booleans or i + 1 >= len(args):
+            flags[key] = True
+        else:
+            flags[key] = args[i + 1]
+            i += 1
+        i += 1
+    return flags, positional
 
 
-def token_command(args: list[str]) -> int:
-    """``rke2 token rotate [--token OLD] [--new-token NEW]``, through the local supervisor port."""
+def flag_value(flags: dict[str, Any], config: dict[str, Any], *keys: str, env: str | None = None) -> str | None:
+    """The first of ``keys`` set on the command line, else in config.yaml (k3s inserts its keys as
+    flags), else ``env`` (urfave/cli's EnvVar)."""
+    for source in (flags, config):
+        for key in keys:
+            if source.get(key) not in (None, True, ""):
+                return str(source[key])
+    return (os.environ.get(env) or None) if env else None
+
+
+def server_request(flags: dict[str, Any], method: str, path: str, payload: dict[str, Any],
+                   ) -> tuple[int, str, bytes, str]:
+    """``payload`` to the local server's supervisor port (``--server``, ``RKE2_URL``): (status,
+    reason, body, the URL as shown). Raises ``OSError`` with k3s's text when nothing answers."""
     import json
 
     if TYPE_CHECKING:
@@ -747,6 +935,92 @@ def token_command(args: list[str]) -> int:
     else:
         import minihttp
 
+    server = flag_value(flags, {}, "server", "s", env="RKE2_URL") or f"https://127.0.0.1:{SUPERVISOR_PORT}"
+    host, port = split_server_url(server)
+    shown = f"https://{host}:{port}{path}"
+    if host in ("127.0.0.1", "localhost"):
+        host = str(common.host_info()["address"])
+    try:
+        status, reason, body = minihttp.request(host, port, method, path, json.dumps(payload).encode(),
+                                                timeout=120)
+    except OSError as exc:
+        raise OSError(f'{method.title()} "{shown}": dial tcp {host}:{port}: connect: '
+                      f"{str(exc.strerror or exc).lower()}") from exc
+    return status, reason, body, shown
+
+
+def etcd_snapshot(args: list[str]) -> int:
+    """``rke2 etcd-snapshot save [--name N] [--dir D] | ls | delete NAME...``, as requests to the local
+    server (k3s's CLI posts them to ``/db/snapshot`` on the supervisor port, authenticated with the
+    server token: the server must run). The server logs the path; the CLI names the snapshot."""
+    import json
+    import time
+
+    sub = args[0] if args and not args[0].startswith("-") else "save"
+    flags, names = split_args(args[1:] if args and not args[0].startswith("-") else args, SNAPSHOT_BOOL_FLAGS)
+    operation = {"save": "save", "ls": "list", "list": "list", "l": "list", "delete": "delete"}.get(sub)
+    if operation is None:
+        print(f"rke2 etcd-snapshot {sub}: not implemented in the sandbox (save, ls, delete)", file=sys.stderr)
+        return 1
+    config = load_config(flag_value(flags, {}, "config", "c") or CONFIG_FILE)
+    if operation == "save" and names:
+        log("fatal", "this command does not take any arguments")
+        return 1
+    if operation == "delete" and not names:
+        log("fatal", "no snapshots given for removal")
+        return 1
+    output = flag_value(flags, {}, "output", "o") or "table"
+    if operation == "list" and output != "table":
+        log("fatal", f"invalid output format: {output}" if output not in ("json", "yaml")
+            else f"etcd-snapshot ls --output {output}: not implemented in the sandbox (table)")
+        return 1
+    token = flag_value(flags, config, "token", "t", env="RKE2_TOKEN")
+    if token is None:
+        data_dir = flag_value(flags, config, "data-dir", "d") or "/var/lib/rancher/rke2"
+        token_file = os.path.join(data_dir, "server", "token")
+        try:
+            token = read_text(token_file).strip()
+        except OSError as exc:
+            log("fatal", f"open {token_file}: {str(exc.strerror or exc).lower()}")
+            return 1
+    payload = {"operation": operation, "password": parse_token(token)[1],
+               "name": [flag_value(flags, config, "name", "etcd-snapshot-name") or "on-demand"]
+               if operation == "save" else names,
+               "dir": flag_value(flags, config, "dir", "etcd-snapshot-dir")}
+    try:
+        status, reason, body, shown = server_request(flags, "POST", "/db/snapshot", payload)
+    except OSError as exc:
+        log("fatal", f"see server log for details: {exc}")
+        return 1
+    if status != 200:
+        log("fatal", f"see server log for details: {shown}: {status} {reason}")
+        return 1
+    answer = json.loads(body)
+    if operation == "list":
+        rows = [("Name", "Location", "Size", "Created")]
+        rows += [(i["name"], i["location"], str(i["size"]),
+                  time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(i["created"]))) for i in answer]
+        print("\n".join(common.tabwrite(rows, padding=1)))
+        return 0
+    for name in answer["created"]:
+        log("info", f"Snapshot {name} saved.")
+    for name in answer["deleted"]:
+        log("info", f"Snapshot {name} deleted.")
+    for name in names if operation == "delete" else []:
+        if name not in answer["deleted"]:
+            log("warning", f"Snapshot {name} not found.")
+    return 0
+
+
+ROTATE_WARNING = ("WARNING: Recommended to keep a record of the old token. If restoring from a snapshot, "
+                  "you must use the token associated with that snapshot.")
+
+
+def token_command(args: list[str]) -> int:
+    """``rke2 token rotate [--token OLD] [--new-token NEW]``, through the local supervisor port. As in
+    k3s (pkg/cli/cmds/token.go), ``--token`` falls back to ``RKE2_TOKEN`` and ``--server`` to
+    ``RKE2_URL``; ``--new-token`` has no environment variable (``RKE2_NEW_TOKEN`` is ignored): without
+    it the new token is a random one."""
     sub = args[0] if args and not args[0].startswith("-") else ""
     if sub != "rotate":
         print(f"rke2 token {sub}: not implemented in the sandbox (only rotate)", file=sys.stderr)
@@ -755,26 +1029,19 @@ def token_command(args: list[str]) -> int:
     config = load_config(str(flags.get("config", CONFIG_FILE)))
     data_dir = str(flags.get("data-dir", config.get("data-dir", "/var/lib/rancher/rke2")))
     print(ROTATE_WARNING, flush=True)
-    old = flags.get("token")
-    if not old or old is True:
+    old = flag_value(flags, {}, "token", "t", env="RKE2_TOKEN")
+    if old is None:
         try:
             old = read_text(os.path.join(data_dir, "server", "token")).strip()
         except OSError as exc:
             log("fatal", f"failed to read token: {exc}")
             return 1
-    new = flags.get("new-token")
-    if not new or new is True:
-        new = os.urandom(8).hex()  # 16 characters
-    server = str(flags.get("server", f"https://127.0.0.1:{SUPERVISOR_PORT}"))
-    host, port = split_server_url(server)
-    shown = f"https://{host}:{port}/v1-rke2/token"
-    if host in ("127.0.0.1", "localhost"):
-        host = str(common.host_info()["address"])
-    body = json.dumps({"token": parse_token(str(old))[1], "newToken": parse_token(str(new))[1]}).encode()
+    new = flag_value(flags, {}, "new-token") or os.urandom(8).hex()  # 16 characters
+    payload = {"token": parse_token(old)[1], "newToken": parse_token(new)[1]}
     try:
-        status, reason, _ = minihttp.request(host, port, "PUT", "/v1-rke2/token", body)
+        status, reason, _, shown = server_request(flags, "PUT", "/v1-rke2/token", payload)
     except OSError as exc:
-        log("fatal", f'Put "{shown}": dial tcp {host}:{port}: connect: {str(exc.strerror or exc).lower()}')
+        log("fatal", str(exc))
         return 1
     if status != 200:
         log("fatal", f"{shown}: {status} {reason}")

@@ -8,6 +8,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
     from typing import Any
 
@@ -85,3 +86,10 @@ def write_atomic(path: str | os.PathLike[str], data: str, mode: int = 0o644) -> 
         f.write(data)
     os.chmod(tmp, mode)
     os.replace(tmp, path)
+
+
+def tabwrite(rows: Sequence[Sequence[str]], padding: int) -> list[str]:
+    """Go's ``text/tabwriter`` (minwidth 0, padchar ' ', no flags) over rows of equally many cells:
+    every cell but a line's last is padded to its column's widest cell plus ``padding``."""
+    widths = [max(len(row[i]) for row in rows) + padding for i in range(len(rows[0]) - 1)]
+    return ["".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + row[-1] for row in rows]
