@@ -19,7 +19,7 @@ EXPECTED_KINDS = {
 EXPECTED_RULES = [  # what tests/e2e_observability records the operator calling, plus finalizers
     {"apiGroups": ["rke2fleet.io"], "resources": ["rke2clusters", "rke2nodes"], "verbs": ["list", "watch", "patch"]},
     {"apiGroups": ["rke2fleet.io"], "resources": ["rke2snapshots"], "verbs": ["list", "watch", "patch", "create"]},
-    {"apiGroups": ["rke2fleet.io"], "resources": ["rke2restores"], "verbs": ["list", "watch"]},
+    {"apiGroups": ["rke2fleet.io"], "resources": ["rke2restores"], "verbs": ["list", "watch", "patch"]},
     {"apiGroups": ["rke2fleet.io"],
      "resources": ["rke2clusters/status", "rke2nodes/status", "rke2snapshots/status", "rke2restores/status"],
      "verbs": ["patch"]},

@@ -30,7 +30,7 @@ TYPICAL = [
     _call("watch", "apiextensions.k8s.io", "customresourcedefinitions"),
     *[_call(v, "rke2fleet.io", kind) for kind in ("rke2clusters", "rke2nodes") for v in ("list", "watch", "patch")],
     *[_call(v, "rke2fleet.io", "rke2snapshots") for v in ("list", "watch", "patch", "create")],
-    *[_call(v, "rke2fleet.io", "rke2restores") for v in ("list", "watch")],
+    *[_call(v, "rke2fleet.io", "rke2restores") for v in ("list", "watch", "patch")],
     *[_call("patch", "rke2fleet.io", kind, "status")
       for kind in ("rke2clusters", "rke2nodes", "rke2snapshots", "rke2restores")],
     *[_call(v, "", "secrets") for v in ("get", "create", "patch")],

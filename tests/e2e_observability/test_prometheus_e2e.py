@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,24 +26,6 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "rke2fleet-dashboard.json"
 ONLY_ON_TROUBLE = {"rke2fleet_drift_detected_total", "rke2fleet_upgrade_halted"}
 ERROR_RATIO_ALERTS = {"RKE2FleetReconcileErrors"}
 METRIC_NAME = re.compile(r"\brke2fleet_[a-z0-9_]+")
-
-
-@pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Callable[[int], PrometheusServer]]:
-    started: list[PrometheusServer] = []
-
-    def start(metrics_port: int) -> PrometheusServer:
-        workdir = tmp_path / f"prometheus-{len(started)}"
-        workdir.mkdir()
-        server = PrometheusServer(workdir, [f"127.0.0.1:{metrics_port}"], [RULES])
-        started.append(server)
-        return server.start()
-
-    yield start
-    procs = [s.proc for s in started]
-    for server in started:
-        server.stop()
-    assert all(p is None or p.poll() is not None for p in procs), "prometheus still running"
 
 
 def _base_metric(name: str) -> str:

@@ -1,6 +1,7 @@
 """The ClusterRole in deploy/ against every API call the real operator made in an end-to-end
-run (bring-up, status, Events, token and kubeconfig Secrets, finalizers, Retain deletion,
-cluster deletion), as recorded by the emulator's audit log; Kopf's /healthz on the way."""
+run (bring-up, status, Events, token and kubeconfig Secrets, an on-demand snapshot, a refused
+restore, an upgrade with its pre-upgrade snapshot, finalizers, Retain deletion, cluster
+deletion), as recorded by the emulator's audit log; Kopf's /healthz on the way."""
 
 from __future__ import annotations
 
@@ -62,7 +63,34 @@ def _wait_gone(kube: Kube, op: HealthOperator, objects: list[tuple[str, str]], t
         return f"not deleted after {timeout:.0f}s: {held}"
 
 
-@pytest.mark.timeout(400)
+def day2(kube: Kube) -> None:
+    def obj(kind: str, name: str, **spec: str) -> dict[str, Any]:
+        return {"apiVersion": "rke2fleet.io/v1alpha1", "kind": kind, "metadata": {"name": name, "namespace": NS},
+                "spec": {"cluster": "rbac", **spec}}  # fmt: skip
+
+    def phase(plural: str, name: str) -> Any:
+        return ((kube.get(plural, name) or {}).get("status") or {}).get("phase")
+
+    custom = kube.custom
+    custom.create_namespaced_custom_object("rke2fleet.io", "v1alpha1", NS, "rke2snapshots", obj("RKE2Snapshot", "rb"))
+    kube.wait("snapshot taken", lambda: phase("rke2snapshots", "rb") == "Ready", timeout=60)
+    restore = obj("RKE2Restore", "nope", snapshot="missing")
+    custom.create_namespaced_custom_object("rke2fleet.io", "v1alpha1", NS, "rke2restores", restore)
+    kube.wait("restore refused", lambda: phase("rke2restores", "nope") == "Failed", timeout=30)
+    kube.delete("rke2snapshots", "rb")
+    kube.wait("snapshot deleted", lambda: kube.get("rke2snapshots", "rb") is None, timeout=30)
+    kube.patch_spec("rke2clusters", "rbac", {"version": "v1.36.3+rke2r1"})
+    kube.wait("pre-upgrade snapshot recorded",
+              lambda: phase("rke2snapshots", "rbac-pre-upgrade-v1.36.3-rke2r1") == "Ready", timeout=60)  # fmt: skip
+
+    def upgraded() -> bool:
+        st = (kube.get("rke2clusters", "rbac") or {}).get("status") or {}
+        return st.get("phase") == "Ready" and (st.get("rollout") or {}).get("phase") in (None, "Done")
+
+    kube.wait("upgrade done", upgraded, timeout=120)
+
+
+@pytest.mark.timeout(500)
 def test_cluster_role_allows_every_recorded_call_and_nothing_more(e2e: E2E, tmp_path: Path) -> None:
     rbac = _rbac_coverage()
     sb = e2e.up(1, 1)
@@ -89,6 +117,10 @@ def test_cluster_role_allows_every_recorded_call_and_nothing_more(e2e: E2E, tmp_
         lambda: kube.secret_object("rbac-kubeconfig").metadata.annotations[SOURCE_ANNOTATION] != "edited-by-hand",
         timeout=15,
     )
+
+    # Day 2: a snapshot taken and deleted (its file with it), a restore refused before anything is
+    # stopped, an upgrade whose pre-upgrade snapshot the operator records as an RKE2Snapshot.
+    day2(kube)
 
     # Retain: the objects go (finalizers removed), the hosts keep RKE2.
     agent, server = sb.agents[0], sb.servers[0]

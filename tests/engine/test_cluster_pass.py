@@ -169,6 +169,19 @@ async def test_a_token_secret_edited_by_hand_is_rotated_the_rke2_way() -> None:
     assert "TokenRotated" in [e.reason for e in out.events] and "edited" not in str(fields_of(out.status))
 
 
+async def test_a_health_read_older_than_the_rotation_does_not_rotate_again() -> None:
+    """The servers' token files as a cached read saw them before the rotation say 'old': that
+    must not make the next pass rotate once more."""
+    engine, store, hosts = running(V36)
+    store.secrets[(NS, "prod-token")] = {"token": b"edited"}
+    out = await run(store, engine)  # reads health (old token, cached), then rotates on s1
+    store.put_cluster(replace(store.cluster(NS, "prod"), status={  # type: ignore[type-var]
+        **store.cluster(NS, "prod").status, "tokenRotation": fields_of(out.status)["tokenRotation"]}))  # type: ignore[union-attr]
+    await run(store, engine)  # the cached read again (healthCheckInterval 30s)
+    assert len([c for c in hosts.commands() if "token rotate" in c]) == 1
+    assert engine.memory.server_tokens[(NS, "prod")]["s1"] == password_sha256("edited")
+
+
 async def test_a_failed_rotation_is_reported_and_servers_out_of_step_stall() -> None:
     engine, store, hosts = running(V36)
     store.secrets[(NS, "prod-token")] = {"token": b"edited"}

@@ -104,7 +104,7 @@ async def look(engine: Engine, crec: ClusterRecord, cluster: RKE2ClusterSpec, re
         max_age=parse_duration(cluster.health_check_interval), secrets=[], init=init,
     )  # fmt: skip
     if health.token_sha256 and health.source:
-        engine.memory.server_tokens[crec.key][health.source] = health.token_sha256
+        engine.memory.saw_token(crec.key, health.source, health.token_sha256, health.read_at)
     out.recheck = disagreeing(records, health)
     return health
 

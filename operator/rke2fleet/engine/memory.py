@@ -24,6 +24,9 @@ class Memory:
     # Per cluster and server: the token its own token file holds (as its last pass or a health
     # read saw it); during a rotation the servers not restarted yet still hold the old one.
     server_tokens: defaultdict[ClusterKey, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
+    # When each of those was read (monotonic): a read that began before a rotation must not
+    # put the old token back (a cached health read, a pass that was under way).
+    server_tokens_at: defaultdict[ClusterKey, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     # sha256 of each server's rke2.yaml as its last pass saw it (facts), so the cluster re-reads
     # the file only when it changed: no extra SSH command in a steady pass.
     kubeconfig_seen: dict[NodeKey, str] = field(default_factory=dict)
@@ -36,6 +39,12 @@ class Memory:
         self.last_events[key] = {(e.reason, e.message) for e in events if e.type == "Warning"}
         return fresh
 
+    def saw_token(self, ckey: ClusterKey, server: str, sha256: str, read_at: float) -> None:
+        """A server's token file as read at `read_at`; an older read than the one kept is ignored."""
+        if read_at >= self.server_tokens_at[ckey].get(server, float("-inf")):
+            self.server_tokens[ckey][server] = sha256
+            self.server_tokens_at[ckey][server] = read_at
+
     def forget_node(self, key: NodeKey) -> None:
         for table in (self.last_events, self.kubeconfig_seen):
             table.pop(key, None)
@@ -43,5 +52,6 @@ class Memory:
     def forget_cluster(self, ckey: ClusterKey) -> None:
         self.cluster_tokens.pop(ckey, None)
         self.server_tokens.pop(ckey, None)
+        self.server_tokens_at.pop(ckey, None)
         self.health.pop(ckey, None)
         self.busy.pop(ckey, None)

@@ -26,8 +26,8 @@ from rke2fleet.engine.node_results import (
 from rke2fleet.engine.outcome import Event, NodeOutcome
 from rke2fleet.engine.turns import await_turn, init_starting, until, verdict
 from rke2fleet.hostaccess import CommandTimeout, HostAccessError, HostTarget, HostUnreachable
+from rke2fleet.reconcile import certificates as certs
 from rke2fleet.reconcile.apply import apply_plan
-from rke2fleet.reconcile.certificates import CHECK_SCRIPT, check_due, parse_check, rfc3339, rotation_due
 from rke2fleet.reconcile.facts import FactsError, HostFacts, facts_script, parse_facts
 from rke2fleet.reconcile.health import ClusterHealth
 from rke2fleet.reconcile.ordering import GoAhead
@@ -146,9 +146,15 @@ class Pass:
     def certificate_rotation(self) -> Plan:
         """A settled node whose first certificate expires within rotateBeforeDays: rotate them
         (the service stopped), start it, wait for it; the rollout's gates apply."""
-        why = rotation_due(self.known_certificates(), self.cluster.certificates.rotate_before_days, now())
+        days = self.cluster.certificates.rotate_before_days
+        why = certs.rotation_due(self.known_certificates(), days, now())
         if why is None:
             return Plan(())
+        if self.desired.role == "agent":  # servers first, as for upgrades
+            servers = [r for r in self.engine.store.nodes(*self.ctx.ckey) if r.role == "server"]
+            if any(certs.rotation_due(certs.certificates_of(r.status), days, now()) for r in servers):
+                self.out.retry_after = 10.0
+                return Plan(())
         unit = self.desired.unit
         actions = (
             Action(Step.ROTATE_CERTIFICATES, why),
@@ -159,8 +165,7 @@ class Pass:
         return Plan(actions)
 
     def known_certificates(self) -> CertificatesStatus | None:
-        raw = self.ctx.record.status.get("certificates")
-        return CertificatesStatus.model_validate(raw) if isinstance(raw, dict) else None
+        return certs.certificates_of(self.ctx.record.status)
 
     async def read_certificates(self, facts: HostFacts, *, force: bool) -> None:
         """The first certificate to expire, read about once per checkInterval (and after a start:
@@ -168,16 +173,16 @@ class Pass:
         known = self.known_certificates()
         if not facts.unit(self.desired.role).is_active:
             return
-        if not force and not check_due(known, self.cluster.certificates.check_interval, now()):
+        if not force and not certs.check_due(known, self.cluster.certificates.check_interval, now()):
             return
-        checked = CertificatesStatus(checked_at=rfc3339(now()))
+        checked = CertificatesStatus(checked_at=certs.rfc3339(now()))
         try:
-            res = await self.engine.hosts.run(self.ctx.target, script=CHECK_SCRIPT, check=False)
-            expiry = parse_check(res.stdout) if res.exit_status == 0 else None
+            res = await self.engine.hosts.run(self.ctx.target, script=certs.CHECK_SCRIPT, check=False)
+            expiry = certs.parse_check(res.stdout) if res.exit_status == 0 else None
         except (HostAccessError, ValueError):
             expiry = None
         if expiry is not None:
-            checked.not_after, checked.certificate = rfc3339(expiry.not_after), expiry.certificate
+            checked.not_after, checked.certificate = certs.rfc3339(expiry.not_after), expiry.certificate
         elif known is not None:  # unreadable now: keep what was read last, look again in an interval
             checked.not_after, checked.certificate = known.not_after, known.certificate
         self.out.status.certificates = checked

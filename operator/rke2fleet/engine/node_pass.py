@@ -7,6 +7,8 @@ outcome).
 
 from __future__ import annotations
 
+import time
+
 from rke2fleet.api import SpecError, parse_node_spec
 from rke2fleet.api.conditions import Cond
 from rke2fleet.engine.access import Waiting
@@ -54,14 +56,15 @@ async def node_pass(engine: Engine, record: NodeRecord, *, timer: bool) -> NodeO
         # instead of re-reading the host's facts over SSH on every retry (that polling starves
         # the hosts at fleet size). A node never seen yet goes on at once: it stages.
         await await_turn(engine, ctx.record, ctx.init, ctx.cluster)
+    started = time.monotonic()
     out = await Pass(engine, ctx).run()
     out.cluster = ctx.cluster_record
     memory = engine.memory
     if out.kubeconfig_sha256:
         memory.kubeconfig_seen[record.key] = out.kubeconfig_sha256
     if out.token_sha256 and ctx.node.role == "server":
+        memory.saw_token(ctx.ckey, record.name, out.token_sha256, started)
         known = memory.server_tokens[ctx.ckey]
-        known[record.name] = out.token_sha256
         if ctx.ckey not in memory.cluster_tokens and len(set(known.values())) == 1:
             memory.cluster_tokens[ctx.ckey] = out.token_sha256  # a new cluster: its init server's
     _record_accepted_key(engine, ctx, out)

@@ -13,6 +13,7 @@ operator knows whether it happened.
 from __future__ import annotations
 
 import datetime
+import time
 
 from rke2fleet.api import RKE2ClusterSpec
 from rke2fleet.api.conditions import Cond
@@ -117,7 +118,7 @@ async def rotate(engine: Engine, crec: ClusterRecord, cluster: RKE2ClusterSpec, 
         tail = redact(" ".join((res.stderr or res.stdout).split()[-25:]), token_values(token))
         msg = f"rke2 token rotate on {server.name} failed: {tail}"
         return fail(crec, out, "TokenRotationFailed", msg, stalled=False)
-    engine.memory.server_tokens[crec.key][server.name] = password_sha256(token)
+    engine.memory.saw_token(crec.key, server.name, password_sha256(token), time.monotonic())
     engine.memory.cluster_tokens[crec.key] = password_sha256(token)
     out.status.token_rotation = intent.model_copy(update={"phase": "Servers"})
     out.recheck += [s.name for s in servers]

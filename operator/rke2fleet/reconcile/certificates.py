@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from rke2fleet.api import parse_duration
 from rke2fleet.api.conditions import parse_time
@@ -51,6 +53,12 @@ def parse_check(stdout: str) -> Expiry | None:
     except (ValueError, KeyError, TypeError):
         raise ValueError("rke2 certificate check gave no readable JSON") from None
     return min(dated, key=lambda e: e.not_after) if dated else None
+
+
+def certificates_of(status: Mapping[str, Any]) -> CertificatesStatus | None:
+    """What a node's status says of its certificates (None: never read)."""
+    raw = status.get("certificates")
+    return CertificatesStatus.model_validate(raw) if isinstance(raw, dict) else None
 
 
 def check_due(status: CertificatesStatus | None, interval: str, now: datetime.datetime) -> bool:

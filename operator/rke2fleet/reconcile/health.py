@@ -96,19 +96,23 @@ def _tri(value: Any) -> bool | None:
     return True if value == "True" else False if value == "False" else None
 
 
-def parse_health(stdout: str, *, source: str = "", secrets: Sequence[str] = ()) -> ClusterHealth:
+def parse_health(
+    stdout: str, *, source: str = "", secrets: Sequence[str] = (), read_at: float | None = None
+) -> ClusterHealth:
+    """`read_at`: when the command started (what it saw is at least that old); default now."""
+    at = time.monotonic() if read_at is None else read_at
     head, _, body = stdout.partition(f"\n{NODES_MARK}\n")
     values = dict(line.partition("=")[::2] for line in head.splitlines() if "=" in line)
     token = values.get("token_sha256") or None
     if values.get("kubectl_rc") != "0":
         lines = [ln.strip() for ln in body.splitlines() if ln.strip()]
         why = redact(lines[-1] if lines else "kubectl gave no answer", list(secrets))
-        return ClusterHealth(read_at=time.monotonic(), source=source, error=why, token_sha256=token)
+        return ClusterHealth(read_at=at, source=source, error=why, token_sha256=token)
     try:
         items = json.loads(body)["items"]
     except (ValueError, KeyError, TypeError):
         return ClusterHealth(
-            read_at=time.monotonic(), source=source, error="kubectl get nodes: unreadable output", token_sha256=token
+            read_at=at, source=source, error="kubectl get nodes: unreadable output", token_sha256=token
         )
     nodes: dict[str, NodeHealth] = {}
     reports_etcd = False
@@ -129,7 +133,7 @@ def parse_health(stdout: str, *, source: str = "", secrets: Sequence[str] = ()) 
             etcd_message=str((etcd or {}).get("message") or ""),
         )
     return ClusterHealth(
-        nodes=nodes, read_at=time.monotonic(), source=source, token_sha256=token, reports_etcd=reports_etcd
+        nodes=nodes, read_at=at, source=source, token_sha256=token, reports_etcd=reports_etcd
     )
 
 
@@ -162,12 +166,13 @@ class HealthReader:
         errors: list[str] = []
         result: ClusterHealth | None = None
         for name, target, script in await candidates():
+            started = time.monotonic()
             try:
                 res = await hosts.run(target, script=script, check=False, timeout=READ_TIMEOUT)
             except HostAccessError as exc:
                 errors.append(f"{name}: {exc}")
                 continue
-            health = parse_health(res.stdout, source=name, secrets=secrets)
+            health = parse_health(res.stdout, source=name, secrets=secrets, read_at=started)
             if health.available:
                 result = health
                 break
