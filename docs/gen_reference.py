@@ -49,6 +49,11 @@ RULES: dict[str, str] = {
     "_check_port": "",  # the schema's minimum/maximum say it
     "_check_unix_user": "Unix user name (lowercase letters, digits, `_`, `-`)",
     "_check_http_url": "`http://` or `https://` URL",
+    "_check_artifacts_url": "`http://`, `https://` or `file:///` URL; `{version}` is replaced with spec.version",
+    "_check_host_path": "absolute path on the hosts",
+    "_check_registry_host": "registry host, optionally `:port`, or `*`",
+    "_check_no_proxy": "one host, domain, IP or CIDR (no spaces, commas or quotes)",
+    "_check_addon": "a `helm.cattle.io/v1` HelmChart or HelmChartConfig with metadata.name (DNS subdomain) and spec",
     "_check_http_url_or_empty": "`http://` or `https://` URL, or empty",
     "_check_host_key": "one OpenSSH public key line `<type> <base64> [comment]` whose data encodes that type",
     "_check_label": "Kubernetes label `key=value`",

@@ -16,12 +16,15 @@ class Settings:
     # How often a cluster is looked at when none of its nodes changed.
     cluster_tick: float = 5.0
     metrics_port: int = 0  # 0: no metrics endpoint
+    # Where air-gap release assets are cached once fetched ("": a directory under the temp dir).
+    artifact_cache: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         return cls(
             node_tick=float(env.get("RKE2FLEET_NODE_TICK", cls.node_tick)),
             cluster_tick=float(env.get("RKE2FLEET_CLUSTER_TICK", cls.cluster_tick)),
+            artifact_cache=env.get("RKE2FLEET_ARTIFACT_CACHE", ""),
         )
 
 

@@ -125,15 +125,19 @@ def test_cluster_spec_has_exactly_one_of_rule() -> None:
         {
             "rule": "has(self.version) != has(self.channel)",
             "message": "exactly one of spec.version or spec.channel must be set",
-        }
+        },
+        {
+            "rule": "!has(self.install) || !has(self.install.airgap) || has(self.version)",
+            "message": "an air-gapped install needs spec.version",
+        },
     ]
 
 
 @pytest.mark.parametrize("kind", ["RKE2Cluster", "RKE2Node"])
-def test_free_form_only_in_config_values_and_rollout(kind: str) -> None:
+def test_free_form_only_in_config_values_rollout_and_addons(kind: str) -> None:
     free = sorted(p for p, n in walk(crd_schema(kind)) if n.get("x-kubernetes-preserve-unknown-fields"))
     expected = {
-        "RKE2Cluster": ["spec.agentConfig.*", "spec.serverConfig.*", "status.rollout"],
+        "RKE2Cluster": ["spec.addons[]", "spec.agentConfig.*", "spec.serverConfig.*", "status.rollout"],
         "RKE2Node": ["spec.config.*"],
     }[kind]
     assert free == expected

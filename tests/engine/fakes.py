@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from rke2fleet.engine.core import Engine
@@ -47,6 +48,11 @@ class FakeHosts:
     async def write_file(self, target: HostTarget, path: str, data: bytes, **_: Any) -> bool:
         self.calls.append((target.address, f"write {path}"))
         self.files[(target.address, path)] = data
+        return True
+
+    async def put_file(self, target: HostTarget, path: str, source: Path, sha256: str, **_: Any) -> bool:
+        self.calls.append((target.address, f"put {path}"))
+        self.files[(target.address, path)] = source.read_bytes()  # noqa: ASYNC240 - a tiny test file
         return True
 
     def accepted_key(self, target: HostTarget) -> str | None:

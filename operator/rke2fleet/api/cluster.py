@@ -20,6 +20,7 @@ from rke2fleet.api.common import (
 )
 from rke2fleet.api.config import AgentConfig, ServerConfig
 from rke2fleet.api.errors import rule_error
+from rke2fleet.api.site import Addon, AirgapSpec, BastionSpec, ProxySpec, RegistriesSpec
 
 HostKeyPolicy = Literal["Strict", "AcceptNew"]
 DriftPolicy = Literal["Repair", "Report"]
@@ -50,6 +51,9 @@ class SSHSpec(SpecModel):
     )
     connect_timeout: Duration = Field(default="10s", description="Time allowed to connect and authenticate.")
     command_timeout: Duration = Field(default="10m", description="Time allowed for one remote command.")
+    bastion: BastionSpec | None = Field(
+        default=None, description="Reach the hosts only through this SSH jump host (one shared connection)."
+    )
 
 
 class InstallSpec(SpecModel):
@@ -67,6 +71,11 @@ class InstallSpec(SpecModel):
         default="",
         alias="artifactURL",
         description="Mirror of the release artifacts (INSTALL_RKE2_ARTIFACT_URL); empty: GitHub releases.",
+    )
+    airgap: AirgapSpec | None = Field(
+        default=None,
+        description="Air-gapped install: the operator pushes the release assets to the hosts (which need "
+        "no internet access) instead of the hosts downloading them. Needs spec.version.",
     )
 
 
@@ -111,7 +120,11 @@ class RKE2ClusterSpec(SpecModel):
                 {
                     "rule": "has(self.version) != has(self.channel)",
                     "message": "exactly one of spec.version or spec.channel must be set",
-                }
+                },
+                {
+                    "rule": "!has(self.install) || !has(self.install.airgap) || has(self.version)",
+                    "message": "an air-gapped install needs spec.version",
+                },
             ]
         }
     )
@@ -162,6 +175,23 @@ class RKE2ClusterSpec(SpecModel):
     certificates: CertificatesSpec = Field(
         default_factory=CertificatesSpec, description="Watching and rotating the nodes' certificates."
     )
+    registries: RegistriesSpec | None = Field(
+        default=None, description="Private registries and mirrors (registries.yaml on every node)."
+    )
+    proxy: ProxySpec | None = Field(default=None, description="HTTP(S) proxy for RKE2 and containerd.")
+    addons: list[Addon] = Field(
+        default_factory=list,
+        max_length=50,
+        description="HelmChart / HelmChartConfig manifests written to every server's manifests directory "
+        "(applied by RKE2's deploy controller); one dropped from the list is removed from the servers and "
+        "deleted from the cluster.",
+    )
+    prepare_hosts: bool = Field(
+        default=True,
+        description="Prepare hosts for the config's `profile: cis` (etcd user and group, RKE2's sysctl file "
+        "applied) before the first start; false when your own provisioning does it (RKE2 refuses to start "
+        "on hosts that are not prepared, and the node reports why).",
+    )
     paused: bool = Field(default=False, description="Stop reconciling this cluster and its nodes.")
     drift_policy: DriftPolicy = Field(
         default="Repair",
@@ -184,4 +214,14 @@ class RKE2ClusterSpec(SpecModel):
             raise rule_error("exactly one of version or channel must be set (neither is)", ("version",))
         if self.version is not None and self.channel is not None:
             raise rule_error("exactly one of version or channel must be set (both are)", ("channel",))
+        if self.install.airgap is not None and self.version is None:
+            raise rule_error("an air-gapped install needs spec.version (a channel cannot be resolved offline)",
+                             ("install", "airgap"))
+        seen: set[tuple[str, str, str]] = set()
+        for i, addon in enumerate(self.addons):
+            meta = addon["metadata"]
+            key = (addon["kind"], str(meta.get("namespace") or "kube-system"), meta["name"])
+            if key in seen:
+                raise rule_error(f"{key[0]} {key[1]}/{key[2]} is listed twice", ("addons", i))
+            seen.add(key)
         return self

@@ -66,6 +66,19 @@ class TokenRotation(StatusModel):
     started_at: str | None = Field(default=None, description="RFC 3339 time the rotation started.")
 
 
+class AddonStatus(StatusModel):
+    """One add-on manifest of spec.addons, or one on its way out."""
+
+    name: str = Field(description="metadata.name of the HelmChart or HelmChartConfig.")
+    kind: str = Field(description="HelmChart or HelmChartConfig.")
+    namespace: str = Field(default="kube-system", description="Its namespace.")
+    file: str = Field(description="Its file in each server's manifests directory.")
+    state: Literal["Applied", "Pending", "Removing"] = Field(
+        description="Applied: on every server; Pending: not on every server yet; Removing: dropped from "
+        "spec.addons, being removed from the servers, then deleted from the cluster."
+    )
+
+
 class RKE2ClusterStatus(StatusModel):
     """Observed state of an RKE2Cluster."""
 
@@ -96,6 +109,7 @@ class RKE2ClusterStatus(StatusModel):
     last_snapshot: str | None = Field(
         default=None, description="Name of the last etcd snapshot the operator took."
     )
+    addons: list[AddonStatus] | None = Field(default=None, description="The add-on manifests and where they are.")
 
 
 class CertificatesStatus(StatusModel):
@@ -134,4 +148,7 @@ class RKE2NodeStatus(StatusModel):
     cordoned: bool | None = Field(
         default=None,
         description="True while the operator holds the node cordoned for an upgrade; it uncordons it afterwards.",
+    )
+    addons: list[str] | None = Field(
+        default=None, description="A server's add-on files (of spec.addons) in its manifests directory."
     )

@@ -14,6 +14,7 @@ from rke2fleet.engine.records import NodeRecord
 from rke2fleet.hostaccess import HostTarget, known_hosts_keys
 from rke2fleet.reconcile.desired import effective_config
 from rke2fleet.reconcile.health import ClusterHealth, health_script
+from rke2fleet.reconcile.hostfiles import CredentialsMissing, registry_auth
 from rke2fleet.reconcile.paths import Paths, paths_for
 
 
@@ -51,6 +52,29 @@ async def build_target(
         recorded_key=status.get("hostKey") or None,
         connect_timeout=parse_duration(cluster.ssh.connect_timeout),
         command_timeout=parse_duration(cluster.ssh.command_timeout),
+        via=await bastion_target(engine, namespace, cluster, data[ref.key]),
+    )
+
+
+async def bastion_target(engine: Engine, namespace: str, cluster: RKE2ClusterSpec, key: bytes) -> HostTarget | None:
+    """The cluster's bastion (its key pinned, never learnt), or None."""
+    bastion = cluster.ssh.bastion
+    if bastion is None:
+        return None
+    if bastion.private_key_secret_ref is not None:
+        ref = bastion.private_key_secret_ref
+        data = await engine.store.read_secret(namespace, ref.name, shared=True)
+        if data is None or ref.key not in data:
+            raise Waiting("SSHKeyMissing", f"Secret {ref.name} (key {ref.key}) with the bastion's key not found", 10)
+        key = data[ref.key]
+    return HostTarget(
+        address=bastion.address,
+        port=bastion.port,
+        user=bastion.user,
+        private_key=SecretBytes(key),
+        pinned_keys=(bastion.host_key,),
+        host_key_policy="Strict",
+        connect_timeout=parse_duration(cluster.ssh.connect_timeout),
     )
 
 
@@ -69,6 +93,21 @@ async def read_token(engine: Engine, namespace: str, cluster_name: str, cluster:
     if not data or not data.get(key):
         raise Waiting("TokenMissing", f"waiting for the join token Secret {name}")
     return data[key].decode().strip()
+
+
+async def read_registry_credentials(
+    engine: Engine, namespace: str, cluster: RKE2ClusterSpec
+) -> dict[str, dict[str, str]]:
+    """The registries' auth Secrets by name (their keys RKE2 takes); Waiting when one is missing."""
+    out: dict[str, dict[str, str]] = {}
+    refs = {c.auth_secret_ref.name for c in (cluster.registries.configs.values() if cluster.registries else ())
+            if c.auth_secret_ref is not None}  # fmt: skip
+    for name in sorted(refs):
+        try:
+            out[name] = registry_auth(await engine.store.read_secret(namespace, name, shared=True), name)
+        except CredentialsMissing as exc:
+            raise Waiting("RegistryCredentialsMissing", str(exc), 30) from None
+    return out
 
 
 def token_source(namespace: str, cluster_name: str, cluster: RKE2ClusterSpec) -> str:

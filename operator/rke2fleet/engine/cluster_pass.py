@@ -6,6 +6,7 @@ from __future__ import annotations
 from rke2fleet.api import RKE2ClusterSpec, SpecError, parse_cluster_spec, parse_duration
 from rke2fleet.api.conditions import Cond
 from rke2fleet.engine.access import Waiting, cluster_health
+from rke2fleet.engine.addons import addons_step
 from rke2fleet.engine.cluster_secrets import ensure_token, kubeconfig
 from rke2fleet.engine.cluster_summary import Found, counts, disagreeing, summary, unhealthy_nodes
 from rke2fleet.engine.cluster_version import settle_version
@@ -72,6 +73,7 @@ async def running(engine: Engine, crec: ClusterRecord, cluster: RKE2ClusterSpec,
     token_condition(token, out)
     rollout = await settle_version(engine, crec, cluster, records, init, out)
     published = await kubeconfig(engine, crec, cluster, servers, init, out)
+    await addons_step(engine, crec, cluster, records, out)
     found = counts(records)
     out.conditions += found.conditions()
     phase, ready = summary(

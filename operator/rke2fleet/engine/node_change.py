@@ -28,7 +28,7 @@ from rke2fleet.engine.turns import await_turn, init_starting, until, verdict
 from rke2fleet.hostaccess import CommandTimeout, HostAccessError, HostTarget, HostUnreachable
 from rke2fleet.reconcile import certificates as certs
 from rke2fleet.reconcile.apply import apply_plan
-from rke2fleet.reconcile.facts import FactsError, HostFacts, facts_script, parse_facts
+from rke2fleet.reconcile.facts import FactsError, HostFacts, facts_for, parse_facts
 from rke2fleet.reconcile.health import ClusterHealth
 from rke2fleet.reconcile.ordering import GoAhead
 from rke2fleet.reconcile.paths import Paths
@@ -74,6 +74,7 @@ class Pass:
         self.cluster = ctx.cluster
         self.out = NodeOutcome()
         self.health_max_age = parse_duration(ctx.cluster.health_check_interval)
+        self.facts: HostFacts | None = None
 
     async def health(self, max_age: float) -> ClusterHealth:
         ns, cname = self.ctx.ckey
@@ -97,8 +98,9 @@ class Pass:
         )
 
     async def read_facts(self) -> HostFacts:
-        script = facts_script((self.desired.unit,), self.desired.paths)
-        return parse_facts((await self.engine.hosts.run(self.ctx.target, script=script)).stdout)
+        script = facts_for(self.desired)
+        self.facts = parse_facts((await self.engine.hosts.run(self.ctx.target, script=script)).stdout)
+        return self.facts
 
     async def run(self) -> NodeOutcome:
         ctx, out = self.ctx, self.out
@@ -121,7 +123,7 @@ class Pass:
         cordoned = bool(ctx.record.status.get("cordoned"))
         plan = plan_node(self.desired, facts, cordoned=cordoned, drain=self.cluster.upgrade.drain)
         out.token_sha256 = facts.token_sha256
-        facts_status(out.status, facts)
+        facts_status(out.status, facts, self.desired.addons_dir)
         out.status.plan = plan.summary()
         out.status.config_hash = facts.config_sha256
         settled = ctx.timer and ctx.record.phase in ("Ready", "Paused")
@@ -262,6 +264,7 @@ class Pass:
             secrets=self.ctx.secrets,
             readiness_timeout=parse_duration(self.cluster.readiness_timeout),
             drain_timeout=parse_duration(self.cluster.upgrade.drain_timeout),
+            facts=self.facts,
             **kw,
         )
 
@@ -327,7 +330,7 @@ class Pass:
         ctx = self.step_context(
             kubectl_target=kubectl_target,
             kubectl_paths=kubectl_paths,
-            facts_after=facts_script((self.desired.unit,), self.desired.paths),
+            facts_after=facts_for(self.desired),
         )
         try:
             result = await apply_plan(plan, ctx, on_step=lambda step: self.progress(plan, step, written))
@@ -354,7 +357,7 @@ class Pass:
                           readiness_timeout: float) -> NodeOutcome:  # fmt: skip
         out, desired = self.out, self.desired
         active = after.unit(desired.role).is_active
-        facts_status(out.status, after)
+        facts_status(out.status, after, self.desired.addons_dir)
         out.status.config_hash = after.config_sha256
         out.status.running_version = after.running_version if active else None
         out.token_sha256 = after.token_sha256

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rke2fleet.api import RKE2ClusterSpec, RKE2NodeSpec, SpecError, parse_cluster_spec, parse_node_spec
-from rke2fleet.engine.access import Waiting, build_target, read_token, token_source
+from rke2fleet.engine.access import Waiting, build_target, read_registry_credentials, read_token, token_source
 from rke2fleet.engine.core import Engine
 from rke2fleet.engine.records import ClusterRecord, NodeRecord
 from rke2fleet.engine.turns import until
@@ -101,9 +101,11 @@ async def node_context(
     if not version and (cluster.version or not is_init):
         raise Waiting("WaitingForVersion", f"waiting for RKE2Cluster {crec.name} to settle the target version")
     token = await read_token(engine, record.namespace, crec.name, cluster)
+    credentials = await read_registry_credentials(engine, record.namespace, cluster)
     desired = desired_node(
-        cluster, node, name=record.name, token=token, is_init=is_init, join_address=join, version=version
-    )
+        cluster, node, name=record.name, token=token, is_init=is_init, join_address=join, version=version,
+        credentials=credentials,
+    )  # fmt: skip
     return NodeContext(record, node, crec, cluster, init, is_init, version, token, target, desired, timer)
 
 

@@ -23,11 +23,15 @@ from rke2fleet.reconcile.steps import STEPS, Step, StepFailed
 HOST_CONDITIONS = ("Installed", "Configured", "ServiceActive")
 
 
-def facts_status(status: RKE2NodeStatus, facts: HostFacts) -> None:
+def facts_status(status: RKE2NodeStatus, facts: HostFacts, addons_dir: str | None = None) -> None:
     """Status fields straight from the facts."""
     status.installed_version = facts.installed_version
     status.os = facts.os
     status.arch = facts.arch
+    if addons_dir:
+        status.addons = sorted(
+            p.rsplit("/", 1)[-1] for p, (_, ours) in facts.files.items() if ours and p.startswith(addons_dir + "/")
+        )
 
 
 def reached(target: HostTarget) -> list[Cond]:

@@ -9,6 +9,7 @@ store (store.kube), an in-memory one serves the unit tests (store.memory).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from rke2fleet.engine.records import ClusterRecord, NodeRecord, ObjectRecord
@@ -43,6 +44,10 @@ class Hosts(Protocol):
         owner: str = "root",
         group: str = "root",
     ) -> bool: ...
+
+    async def put_file(self, target: HostTarget, path: str, source: Path, sha256: str, *, mode: int = 0o644) -> bool:
+        """A local file streamed to the host, atomically (air-gap assets)."""
+        ...
 
     def accepted_key(self, target: HostTarget) -> str | None: ...
 

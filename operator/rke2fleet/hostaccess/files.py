@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import asyncssh
 
 from .errors import CommandFailed
 
@@ -58,6 +61,14 @@ echo written
 """
 
 
+async def stream_to(stdin: asyncssh.SSHWriter[bytes], path: Path) -> None:
+    """A local file to a command's stdin without holding it in memory (release assets)."""
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            stdin.write(chunk)
+            await stdin.drain()
+
+
 def _validate(path: str, mode: int, owner: str, group: str) -> None:
     if not path.startswith("/") or path.endswith("/"):
         raise ValueError(f"remote path must be an absolute file path: {path!r}")
@@ -86,14 +97,20 @@ async def write_file(
     pool: SSHPool,
     target: HostTarget,
     path: str,
-    data: bytes,
+    data: bytes | Path,
     *,
     mode: int = 0o600,
     owner: str = "root",
     group: str = "root",
+    digest: str | None = None,
 ) -> bool:
+    """`data`: the content, or a local file streamed whose sha256 is `digest`."""
     _validate(path, mode, owner, group)
-    digest = hashlib.sha256(data).hexdigest()
+    if isinstance(data, Path):
+        if digest is None:
+            raise ValueError("a streamed file needs its digest")
+    else:
+        digest = hashlib.sha256(data).hexdigest()
     command = "sh -c " + shlex.join([_WRITE_SCRIPT, "sh", path, f"{mode:o}", owner, group, digest])
     label = f"write of {path}"
     result = await pool.exec_raw(target, command, input=data, label=label)

@@ -13,6 +13,7 @@ import shlex
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import asyncssh
@@ -87,6 +88,7 @@ class SSHPool:
         self._on_command = on_command
         self._hosts: dict[PoolKey, _Host] = {}
         self.connects = 0  # successful connections made, for tests and metrics
+        self.bastion_connects = 0  # of those, to bastions
 
     # ----------------------------------------------------------------- connections
 
@@ -145,10 +147,22 @@ class SSHPool:
             options["server_host_key_algs"] = "default"
         return options
 
+    async def _bastion(self, via: HostTarget) -> asyncssh.SSHClientConnection:
+        """The one connection to a bastion that every host behind it is tunnelled through."""
+        host = self._host(via)
+        async with host.lock:
+            if host.conn is None or host.conn.is_closed():
+                host.conn, _ = await self._connect(via)
+                self.bastion_connects += 1
+            return host.conn
+
     async def _connect(self, target: HostTarget) -> tuple[asyncssh.SSHClientConnection, HostKeyVerifier]:
         verifier = HostKeyVerifier(target)
+        options = self._connect_options(target, verifier)
+        if target.via is not None:  # errors reaching the bastion name the bastion
+            options["tunnel"] = await self._bastion(target.via)
         try:
-            conn = await asyncssh.connect(target.address, **self._connect_options(target, verifier))
+            conn = await asyncssh.connect(target.address, **options)
         except asyncssh.HostKeyNotVerifiable:
             raise verifier.rejection() from None
         except (asyncssh.KeyExchangeFailed, asyncssh.ConnectionLost, ConnectionResetError) as exc:
@@ -175,8 +189,11 @@ class SSHPool:
 
     async def _probe_rejection(self, target: HostTarget, cause: str) -> HostAccessError:
         probe = HostKeyVerifier(target, probing=True)
+        options = self._connect_options(target, probe)
         try:
-            conn = await asyncssh.connect(target.address, **self._connect_options(target, probe))
+            if target.via is not None:
+                options["tunnel"] = await self._bastion(target.via)
+            conn = await asyncssh.connect(target.address, **options)
             conn.close()  # not reached in practice: a probe accepts no key
         except (asyncssh.Error, OSError, TimeoutError):
             pass
@@ -210,7 +227,7 @@ class SSHPool:
         command: str,
         *,
         sudo: bool = True,
-        input: bytes | None = None,
+        input: bytes | Path | None = None,  # a Path: its content, streamed
         timeout: float | None = None,  # noqa: ASYNC109 - also kills the remote process on expiry
         label: str = "command",
     ) -> CommandResult:
@@ -236,7 +253,9 @@ class SSHPool:
                     target, host, lambda c: c.create_process(command, encoding=None)
                 )
                 try:
-                    if input is not None:
+                    if isinstance(input, Path):
+                        await files.stream_to(process.stdin, input)
+                    elif input is not None:
                         process.stdin.write(input)
                     process.stdin.write_eof()
                     completed = await process.wait(timeout=limit)
@@ -370,3 +389,7 @@ class SSHPool:
     ) -> bool:
         """Write atomically when content, mode or owner differ; return whether it wrote."""
         return await files.write_file(self, target, path, data, mode=mode, owner=owner, group=group)
+
+    async def put_file(self, target: HostTarget, path: str, source: Path, sha256: str, *, mode: int = 0o644) -> bool:
+        """`write_file` of a local file, streamed (`sha256`: its digest, checked on the host)."""
+        return await files.write_file(self, target, path, source, mode=mode, digest=sha256)

@@ -11,7 +11,7 @@ from pydantic import SecretBytes
 
 HostKeyPolicy = Literal["Strict", "AcceptNew"]
 
-PoolKey = tuple[str, int, str, str]
+PoolKey = tuple[str, int, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class HostTarget:
     recorded_key: str | None = None
     connect_timeout: float = 10.0
     command_timeout: float = 300.0
+    via: HostTarget | None = None  # a bastion: connections are tunnelled through it (`ssh -J`)
 
     @cached_property
     def client_key(self) -> asyncssh.SSHKey:
@@ -45,8 +46,9 @@ class HostTarget:
 
     @property
     def pool_key(self) -> PoolKey:
-        """Connections are shared by targets with the same endpoint, user and client key."""
-        return (self.address, self.port, self.user, self.client_key_fingerprint)
+        """Connections are shared by targets with the same endpoint, user, client key and path."""
+        via = f"{self.via.user}@{self.via.endpoint}" if self.via else ""
+        return (self.address, self.port, self.user, self.client_key_fingerprint, via)
 
     @property
     def is_root(self) -> bool:

@@ -6,6 +6,7 @@ Pure functions of the cluster and node specs (and the join token); no I/O.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ import yaml
 
 from rke2fleet.api import RKE2ClusterSpec, RKE2NodeSpec
 from rke2fleet.api.rke2keys import Role
+from rke2fleet.reconcile.hostfiles import ManagedFile, candidate_paths, managed_files
 from rke2fleet.reconcile.paths import Paths, paths_for
 
 SUPERVISOR_PORT = 9345
@@ -43,6 +45,11 @@ class DesiredNode:
     install_env: dict[str, str]
     script_url: str
     paths: Paths = field(default_factory=Paths)  # where RKE2 keeps things on this node (its data-dir)
+    files: tuple[ManagedFile, ...] = ()  # registries.yaml, proxy environment, add-ons
+    file_candidates: tuple[str, ...] = ()  # where managed files may be (dropped ones are removed)
+    addons_dir: str | None = None  # a server's manifests dir, where add-on files may be
+    cis: bool = False  # `profile: cis`, and the operator prepares the host for it
+    airgap_url: str | None = None  # the release's assets (version filled in): pushed, not downloaded
 
     @property
     def unit(self) -> str:
@@ -124,14 +131,21 @@ def desired_node(
     is_init: bool,
     join_address: str | None,
     version: str | None = None,
+    credentials: Mapping[str, Mapping[str, str]] | None = None,
 ) -> DesiredNode:
-    """`version` overrides the spec's pin (a channel resolved once for the whole cluster)."""
+    """`version` overrides the spec's pin (a channel resolved once for the whole cluster);
+    `credentials`: the registry auth Secrets' keys by Secret name."""
     node_name = node.node_name or name
     config = render_config(cluster, node, node_name=node_name, token=token, is_init=is_init, join_address=join_address)
     env = install_environment(cluster, node.role)
     if version:
         env.pop("INSTALL_RKE2_CHANNEL", None)
         env["INSTALL_RKE2_VERSION"] = version
+    passthrough = effective_config(cluster, node)
+    paths = paths_for(passthrough)
+    fixed, addons_dir = candidate_paths(node.role, paths)
+    airgap = cluster.install.airgap
+    target = version or cluster.version
     return DesiredNode(
         name=name,
         role=node.role,
@@ -143,5 +157,10 @@ def desired_node(
         channel=None if version else cluster.channel,
         install_env=env,
         script_url=cluster.install.script_url,
-        paths=paths_for(effective_config(cluster, node)),
+        paths=paths,
+        files=managed_files(cluster, node.role, paths, credentials or {}),
+        file_candidates=fixed,
+        addons_dir=addons_dir,
+        cis=cluster.prepare_hosts and str(passthrough.get("profile") or "").startswith("cis"),
+        airgap_url=airgap.artifacts_url.replace("{version}", target or "") if airgap and target else None,
     )

@@ -12,6 +12,16 @@ from typing import Any
 
 CONFIG_PATH = "/etc/rancher/rke2/config.yaml"
 KUBECONFIG_PATH = "/etc/rancher/rke2/rke2.yaml"
+REGISTRIES_PATH = "/etc/rancher/rke2/registries.yaml"
+CIS_SYSCTL_PATH = "/etc/sysctl.d/60-rke2-cis.conf"
+# The shipped CIS sysctl file: tarball prefixes, then the RPM's place (reference §13).
+CIS_SYSCTL_SOURCES = (
+    "/usr/local/share/rke2/rke2-cis-sysctl.conf",
+    "/opt/rke2/share/rke2/rke2-cis-sysctl.conf",
+    "/usr/share/rke2/rke2-cis-sysctl.conf",
+)
+# Where air-gap assets are pushed (per version), outside RKE2's own dirs so an uninstall keeps them.
+ARTIFACTS_DIR = "/var/lib/rke2fleet/artifacts"
 DEFAULT_DATA_DIR = "/var/lib/rancher/rke2"
 # Where the install script puts the binary: tarball (default prefix, or /opt/rke2 when /usr/local
 # is read-only) or RPM (reference §2).
@@ -24,6 +34,7 @@ class Paths:
     data_dir: str = DEFAULT_DATA_DIR
     kubeconfig: str = KUBECONFIG_PATH  # `write-kubeconfig` moves it
     config: str = CONFIG_PATH
+    registries: str = REGISTRIES_PATH  # `private-registry` moves it
 
     @property
     def token(self) -> str:
@@ -44,6 +55,16 @@ class Paths:
     def kubectl(self) -> str:
         return f"{self.data_bin}/kubectl"
 
+    @property
+    def manifests(self) -> str:
+        """A server's auto-deploy manifests (add-ons)."""
+        return f"{self.data_dir}/server/manifests"
+
+
+def environment_file(unit: str) -> str:
+    """The unit's EnvironmentFile (Debian's place; RKE2's units read /etc/sysconfig/ too)."""
+    return f"/etc/default/{unit}"
+
 
 DEFAULT = Paths()
 
@@ -52,4 +73,5 @@ def paths_for(config: Mapping[str, Any]) -> Paths:
     """The paths of a node whose config.yaml holds `config` (passthrough keys included)."""
     data_dir = str(config.get("data-dir") or DEFAULT_DATA_DIR).rstrip("/") or DEFAULT_DATA_DIR
     kubeconfig = str(config.get("write-kubeconfig") or KUBECONFIG_PATH)
-    return Paths(data_dir=data_dir, kubeconfig=kubeconfig)
+    registries = str(config.get("private-registry") or REGISTRIES_PATH)
+    return Paths(data_dir=data_dir, kubeconfig=kubeconfig, registries=registries)

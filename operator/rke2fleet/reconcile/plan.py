@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from rke2fleet.reconcile.desired import DesiredNode
 from rke2fleet.reconcile.facts import HostFacts
+from rke2fleet.reconcile.hostprep import restarts_for, stale_files
 from rke2fleet.reconcile.steps import STEPS, Step
 
 __all__ = ["Action", "Plan", "Step", "plan_node"]
@@ -76,17 +77,31 @@ def plan_node(desired: DesiredNode, facts: HostFacts, *, cordoned: bool = False,
     elif needs_install:
         actions.append(Action(Step.INSTALL, f"installed {installed}; want {target}"))
 
+    if desired.cis and facts.cis_prepared is not True:
+        actions.append(Action(Step.PREPARE_HOST, "not prepared for the CIS profile"))
+
     config_changed = facts.config_sha256 != desired.config_sha256
     if config_changed:
         why = "config.yaml missing" if facts.config_sha256 is None else "config.yaml differs"
         actions.append(Action(Step.WRITE_CONFIG, why))
+    changed = [f for f in desired.files if facts.files.get(f.path, ("", False))[0] != f.sha256]
+    stale = stale_files(desired, facts.files)
+    if changed or stale:
+        parts = [f"{f.label} {'differs' if f.path in facts.files else 'missing'}" for f in changed]
+        parts += [f"{p.rsplit('/', 1)[-1]} no longer wanted" for p in stale]
+        actions.append(Action(Step.WRITE_FILES, ", ".join(parts)))
+    files_restart = any(f.restarts for f in changed) or any(restarts_for(desired, p) for p in stale)
 
     if not unit.enabled:
         actions.append(Action(Step.ENABLE, f"{desired.unit} not enabled"))
 
     if unit.active in ("active", "activating"):
-        if version_change or config_changed:
-            reasons = [r for r, on in (("new version", version_change), ("new config", config_changed)) if on]
+        if version_change or config_changed or files_restart:
+            reasons = [
+                r
+                for r, on in (("new version", version_change), ("new config", config_changed or files_restart))
+                if on
+            ]
             actions.append(Action(Step.RESTART, " and ".join(reasons)))
             actions.append(Action(Step.WAIT_READY, f"{desired.unit} restarting"))
         elif unit.active == "activating":

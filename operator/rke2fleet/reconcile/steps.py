@@ -10,10 +10,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rke2fleet.api.status import NodePhase
-from rke2fleet.hostaccess import HostTarget, redact
+from rke2fleet.artifacts import ArtifactError
+from rke2fleet.hostaccess import CommandFailed, HostTarget, redact
 from rke2fleet.reconcile import kubectl
+from rke2fleet.reconcile.airgap import airgap_install
 from rke2fleet.reconcile.commands import StartFailed, install_script, wait_ready
 from rke2fleet.reconcile.desired import DesiredNode
+from rke2fleet.reconcile.facts import HostFacts
+from rke2fleet.reconcile.hostprep import CIS_PREPARE_SCRIPT, remove_script, stale_files
 from rke2fleet.reconcile.paths import Paths
 
 if TYPE_CHECKING:
@@ -31,6 +35,8 @@ class Step(enum.Enum):
     WAIT_READY = "wait-ready"
     UNCORDON = "uncordon"
     ROTATE_CERTIFICATES = "rotate-certificates"
+    PREPARE_HOST = "prepare-host"
+    WRITE_FILES = "write-files"
 
 
 class StepFailed(Exception):
@@ -60,12 +66,19 @@ class StepContext:
     last: bool = False
     announce: Callable[[Step], Awaitable[None]] | None = None  # a step merged into this one starts
     facts_output: str | None = None  # what the final readiness wait's facts script printed
+    facts: HostFacts | None = None  # what the plan was made from
 
 
 Runner = Callable[[StepContext], Awaitable[tuple[Step, ...]]]  # returns the steps it also did
 
 
 async def _install(ctx: StepContext) -> tuple[Step, ...]:
+    if ctx.desired.airgap_url:
+        try:
+            await airgap_install(ctx.hosts, ctx.target, ctx.desired, ctx.facts, background=ctx.background)
+        except ArtifactError as exc:
+            raise StepFailed(Step.INSTALL, exc.reason, str(exc)) from None
+        return ()
     script = install_script(ctx.desired, background=ctx.background)
     await ctx.hosts.run(ctx.target, script=script, secret_values=ctx.secrets)
     return ()
@@ -74,6 +87,25 @@ async def _install(ctx: StepContext) -> tuple[Step, ...]:
 async def _write_config(ctx: StepContext) -> tuple[Step, ...]:
     # write_file creates the directory (0755) when missing, in its own check
     await ctx.hosts.write_file(ctx.target, ctx.desired.paths.config, ctx.desired.config, mode=0o600)
+    return ()
+
+
+async def _write_files(ctx: StepContext) -> tuple[Step, ...]:
+    held = ctx.facts.files if ctx.facts else {}
+    for f in ctx.desired.files:
+        if held.get(f.path, ("", False))[0] != f.sha256:
+            await ctx.hosts.write_file(ctx.target, f.path, f.content, mode=f.mode)
+    stale = stale_files(ctx.desired, held)
+    if stale:
+        await ctx.hosts.run(ctx.target, script=remove_script(stale))
+    return ()
+
+
+async def _prepare_host(ctx: StepContext) -> tuple[Step, ...]:
+    try:
+        await ctx.hosts.run(ctx.target, script=CIS_PREPARE_SCRIPT)
+    except CommandFailed as exc:
+        raise StepFailed(Step.PREPARE_HOST, "HostPreparationFailed", f"CIS host preparation failed: {exc}") from None
     return ()
 
 
@@ -172,6 +204,8 @@ STEPS: dict[Step, StepKind] = {
         slow=True, stage=True, timeout_fails=True,
     ),
     Step.WRITE_CONFIG: StepKind("Configuring", _write_config, drift="config", condition="Configured", stage=True),
+    Step.PREPARE_HOST: StepKind("Configuring", _prepare_host, drift="host", condition="Configured", stage=True),
+    Step.WRITE_FILES: StepKind("Configuring", _write_files, drift="config", condition="Configured", stage=True),
     Step.ENABLE: StepKind("Configuring", _enable, drift="service"),
     Step.START: StepKind("Starting", _start, disrupts=True, drift="service", slow=True),
     # A restart follows from a version or config change: it names no drift of its own.

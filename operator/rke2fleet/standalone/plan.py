@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rke2fleet.api import RKE2ClusterSpec, parse_cluster_spec, parse_node_spec
-from rke2fleet.engine.access import Waiting, build_target, read_token
+from rke2fleet.engine.access import Waiting, build_target, read_registry_credentials, read_token
 from rke2fleet.engine.core import Engine, close, connect
 from rke2fleet.engine.records import NodeRecord
 from rke2fleet.hostaccess import HostAccessError
 from rke2fleet.reconcile.desired import desired_node
-from rke2fleet.reconcile.facts import FactsError, facts_script, parse_facts
+from rke2fleet.reconcile.facts import FactsError, facts_for, parse_facts
 from rke2fleet.reconcile.ordering import choose_init_server
 from rke2fleet.reconcile.plan import Plan, plan_node
 from rke2fleet.reconcile.rollout import upgrade_problem
@@ -65,11 +65,12 @@ class Planner:
 
     async def node(self, record: NodeRecord, token: str) -> NodePlan:
         node = parse_node_spec(record.spec)
-        desired = desired_node(self.cluster, node, name=record.name, token=token, is_init=record.name == self.init,
-                               join_address=self.join, version=self.version)  # fmt: skip
         try:
+            credentials = await read_registry_credentials(self.engine, record.namespace, self.cluster)
+            desired = desired_node(self.cluster, node, name=record.name, token=token, is_init=record.name == self.init,
+                                   join_address=self.join, version=self.version, credentials=credentials)  # fmt: skip
             target = await build_target(self.engine, record.namespace, self.cluster, node, record.status)
-            res = await self.engine.hosts.run(target, script=facts_script((desired.unit,), desired.paths))
+            res = await self.engine.hosts.run(target, script=facts_for(desired))
             facts = parse_facts(res.stdout)
             cordoned = bool(record.status.get("cordoned"))
             plan = plan_node(desired, facts, cordoned=cordoned, drain=self.cluster.upgrade.drain)
