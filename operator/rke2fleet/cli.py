@@ -54,8 +54,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_operator(args)
 
 
+def _version() -> str:
+    """The installed distribution's version (the package's own when run from a source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rke2fleet")
+    except PackageNotFoundError:
+        from rke2fleet import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rke2fleet", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"rke2fleet {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("crds", help="write the CustomResourceDefinitions generated from the API models")
@@ -73,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=8000, help="Prometheus metrics port (0 disables)")
     p.add_argument("--health-port", type=int, default=8080, help="liveness probe port (0 disables)")
     p.add_argument("--verbose", "-v", action="store_true")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="json: one JSON object per line (for log collectors)")  # fmt: skip
     p.set_defaults(func=_cmd_run)
 
     from rke2fleet.standalone.cli import add_arguments

@@ -11,6 +11,7 @@ import kopf
 from rke2fleet import GROUP, config
 from rke2fleet.engine.core import close, connect
 from rke2fleet.handlers.state import FleetState
+from rke2fleet.logs import configure_logging
 from rke2fleet.store.kube import KubeStore
 
 FINALIZER = f"{GROUP}/finalizer"
@@ -78,10 +79,7 @@ class QuietTimers(logging.Filter):
 
 
 def run_operator(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose=args.verbose, log_format=getattr(args, "log_format", "text"))
     # Kopf's own per-request debug logging is noise at fleet size.
     logging.getLogger("kopf.objects").setLevel(logging.INFO)
     logging.getLogger("kopf.objects").addFilter(QuietTimers())
