@@ -51,6 +51,8 @@ BUILTIN_RESOURCES: tuple[ResourceDef, ...] = (
     ResourceDef("", "v1", "configmaps", "ConfigMap", True, "configmap", ("cm",)),
     ResourceDef("", "v1", "events", "Event", True, "event", ("ev",)),
     ResourceDef("events.k8s.io", "v1", "events", "Event", True, "event", ("ev",)),
+    # Leader election: create, and update with resourceVersion preconditions (409 on a stale one).
+    ResourceDef("coordination.k8s.io", "v1", "leases", "Lease", True, "lease"),
     ResourceDef(CRD_GROUP, "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
                 "customresourcedefinition", ("crd", "crds"), has_status=True, has_generation=True),
 )

@@ -64,19 +64,16 @@ class E2E:
             self.kube = Kube(self.sandbox.kubeconfig_path)
         return self.sandbox
 
-    def operator(self, **env: str) -> Operator:
+    def operator(self, *args: str, log: str = "operator.log", **env: str) -> Operator:
         assert self.sandbox and self.sandbox.kubeconfig_path
-        op = Operator(self.sandbox.kubeconfig_path, self.tmp / "operator.log", **env).start()
+        op = Operator(self.sandbox.kubeconfig_path, self.tmp / log, args=args, **env).start()
         self.operators.append(op)
         return op
 
     def texts(self) -> dict[str, str]:
         assert self.kube
-        texts = {
-            "operator log": (self.tmp / "operator.log").read_text(errors="replace")
-            if (self.tmp / "operator.log").exists()
-            else ""
-        }
+        logs = sorted(self.tmp.glob("operator*.log"))
+        texts = {f"operator log {p.name}": p.read_text(errors="replace") for p in logs}
         texts["events"] = "\n".join(f"{e.reason} {e.message}" for e in self.kube.events())
         for plural in ("rke2clusters", "rke2nodes"):
             items = self.kube.custom.list_namespaced_custom_object("rke2fleet.io", "v1alpha1", NS, plural)["items"]

@@ -39,8 +39,9 @@ def free_port() -> int:
 class Operator:
     """`rke2fleet run` in a subprocess; its whole log is kept for the secret scan."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, **env: str) -> None:
+    def __init__(self, kubeconfig: Path, log_path: Path, *, args: tuple[str, ...] = (), **env: str) -> None:
         self.kubeconfig = kubeconfig
+        self.args = args
         self.log_path = log_path
         self.metrics_port = free_port()
         self.env = {
@@ -66,6 +67,7 @@ class Operator:
                 str(self.metrics_port),
                 "--health-port",
                 str(self.health_port),
+                *self.args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

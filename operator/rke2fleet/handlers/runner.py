@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import http.server
 import logging
+import os
+import signal
+import socket
+import threading
+import uuid
 from typing import Any
 
 import kopf
@@ -13,6 +19,7 @@ from rke2fleet.engine.core import close, connect
 from rke2fleet.handlers.state import FleetState
 from rke2fleet.logs import configure_logging
 from rke2fleet.store.kube import KubeStore
+from rke2fleet.store.lease import LeaderElector, LeaseConfig
 
 FINALIZER = f"{GROUP}/finalizer"
 
@@ -88,10 +95,65 @@ def run_operator(args: argparse.Namespace) -> int:
     register_handlers()
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     namespaces = tuple(args.namespace)
-    kopf.run(
-        standalone=True,
-        clusterwide=args.all_namespaces or not namespaces,
-        namespaces=namespaces,
-        liveness_endpoint=liveness,
-    )
-    return 0
+    stop, lost = threading.Event(), threading.Event()
+    elector = _elector(args)
+    if elector is not None:
+        # A standby watches nothing and touches no host until it leads.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        probe = standby_health(args.health_port) if args.health_port else None
+        try:
+            if not elector.acquire(stop):
+                return 0
+        finally:
+            if probe is not None:  # Kopf's own liveness endpoint takes the port over
+                probe.shutdown()
+                probe.server_close()
+
+        def on_lost() -> None:
+            lost.set()
+            stop.set()
+
+        threading.Thread(target=elector.keep, args=(stop, on_lost), name="lease", daemon=True).start()
+    try:
+        kopf.run(
+            standalone=True,
+            clusterwide=args.all_namespaces or not namespaces,
+            namespaces=namespaces,
+            liveness_endpoint=liveness,
+            stop_flag=stop if elector is not None else None,
+        )
+    finally:
+        stop.set()
+        if elector is not None and not lost.is_set():
+            elector.release()
+    return 1 if lost.is_set() else 0
+
+
+class _Alive(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        code = 200 if self.path.startswith("/healthz") else 404
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def standby_health(port: int) -> http.server.ThreadingHTTPServer:
+    """/healthz while a standby waits for the lease (alive, and ready to take over)."""
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", port), _Alive)  # noqa: S104 - a probe port in a pod
+    threading.Thread(target=server.serve_forever, name="standby-health", daemon=True).start()
+    return server
+
+
+def _elector(args: argparse.Namespace) -> LeaderElector | None:
+    if not getattr(args, "leader_elect", False):
+        return None
+    identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    namespace = args.lease_namespace or os.environ.get("POD_NAMESPACE") or "default"
+    return LeaderElector(LeaseConfig(
+        name=args.lease_name, namespace=namespace, identity=identity, lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline, retry_period=args.retry_period,
+    ))  # fmt: skip

@@ -61,6 +61,10 @@ class KubeApi:
             raise ApiException(status=resp.status, reason=f"{resp.reason}: {_api_message(resp.data)}")
         return json.loads(resp.data) if resp.data else None
 
+    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
+        """One call of another kind than the store's own (the leader Lease)."""
+        return self._request(method, path, body, content_type)
+
     def _read(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Secret object, or None when it does not exist (runs in a worker thread)."""
         try:
