@@ -6,8 +6,9 @@ Kustomize cannot read outside its root (without --load-restrictor) and Helm's
 
 * `crds/*.yaml`  -> `kustomize/base/crds/` (+ its kustomization.yaml) and `helm/rke2fleet/crds/`
   (Helm installs a chart's crds/ once and never upgrades or deletes them);
-* `prometheus/rke2fleet-rules.yaml` -> the PrometheusRule of the base and the chart's `files/`;
-* `grafana/rke2fleet-dashboard.json` -> the dashboard ConfigMap of the base and the chart's `files/`;
+* `prometheus/rke2fleet-rules.yaml` -> the PrometheusRule of the kustomize monitoring component
+  (`kustomize/components/monitoring/`) and the chart's `files/`;
+* `grafana/rke2fleet-dashboard.json` -> the dashboard ConfigMap of that component and the chart's `files/`;
 * `argocd/health-*.lua` -> `argocd/argocd-cm-patch.yaml` (merge it into Argo CD's `argocd-cm`).
 
 Run `python deploy/sync_generated.py` after changing a source; `--check` exits 1 and lists the
@@ -26,6 +27,11 @@ DEPLOY = Path(__file__).resolve().parent
 REPO = DEPLOY.parent
 CRDS = REPO / "crds"
 BASE = DEPLOY / "kustomize" / "base"
+# ServiceMonitor, PrometheusRule and dashboard: a Component, so the base needs no Prometheus Operator CRDs.
+MONITORING = DEPLOY / "kustomize" / "components" / "monitoring"
+# The component's objects name their namespace themselves (see its kustomization.yaml).
+NAMESPACE = "rke2fleet-system"
+LABELS = {"app.kubernetes.io/name": "rke2fleet", "app.kubernetes.io/part-of": "rke2fleet"}
 CHART = DEPLOY / "helm" / "rke2fleet"
 RULES = DEPLOY / "prometheus" / "rke2fleet-rules.yaml"
 DASHBOARD = DEPLOY / "grafana" / "rke2fleet-dashboard.json"
@@ -78,11 +84,11 @@ def expected_files() -> dict[Path, str]:
     rule = {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
-        "metadata": {"name": "rke2fleet", "labels": {"app.kubernetes.io/name": "rke2fleet"}},
+        "metadata": {"name": "rke2fleet", "namespace": NAMESPACE, "labels": dict(LABELS)},
         "spec": yaml.safe_load(rules_text),
     }
     rule_header = HEADER.format(source="deploy/prometheus/" + RULES.name)
-    files[BASE / "prometheusrule.yaml"] = rule_header + _dump(rule)
+    files[MONITORING / "prometheusrule.yaml"] = rule_header + _dump(rule)
 
     dashboard_text = DASHBOARD.read_text()
     files[CHART / "files" / DASHBOARD.name] = dashboard_text
@@ -91,12 +97,13 @@ def expected_files() -> dict[Path, str]:
         "kind": "ConfigMap",
         "metadata": {
             "name": "rke2fleet-grafana-dashboard",
+            "namespace": NAMESPACE,
             # Grafana's dashboard sidecar loads every ConfigMap with this label.
-            "labels": {"app.kubernetes.io/name": "rke2fleet", "grafana_dashboard": "1"},
+            "labels": {**LABELS, "grafana_dashboard": "1"},
         },
         "data": {DASHBOARD.name: dashboard_text},
     }
-    files[BASE / "grafana-dashboard-configmap.yaml"] = (
+    files[MONITORING / "grafana-dashboard-configmap.yaml"] = (
         HEADER.format(source="deploy/grafana/" + DASHBOARD.name) + _dump(config_map)
     )
 

@@ -60,7 +60,7 @@ class VerboseSshds:
             plan = H.HostPlan(host.name, host.role, host.address, host.user, host.port)
             argv = [*H.sshd_argv(self.sandbox.layout, plan), "-o", "LogLevel=VERBOSE"]
             proc = subprocess.Popen(
-                ["nsenter", "-t", str(host.pid), "-m", "-u", "--", *argv],
+                [*H.enter_argv(host), *argv],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 start_new_session=True,
             )  # fmt: skip
@@ -71,7 +71,7 @@ class VerboseSshds:
             self._selector.register(proc.stderr, selectors.EVENT_READ, host.name)
         self._thread.start()
         for host in self.sandbox.hosts:
-            H.wait_listening(host.address, host.port, deadline, self._procs[host.name])
+            H.wait_listening(host.address, host.port, deadline, self._procs[host.name], netns_pid=H.reach_from(host))
         return self
 
     def _pump(self) -> None:

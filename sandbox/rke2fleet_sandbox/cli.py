@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rke2fleet_sandbox.hosts import SandboxError
+from rke2fleet_sandbox.network import NETWORKS
 from rke2fleet_sandbox.state import DEFAULT_STATE_DIR
 from rke2fleet_sandbox.world import Sandbox, hosts_table
 
@@ -45,6 +46,13 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--no-emulator", action="store_true", help="do not start the Kubernetes API emulator")
     up.add_argument("--no-installer", action="store_true", help="do not start the installer endpoint")
     up.add_argument("--no-load-balancer", action="store_true", help="do not start the load balancer")
+    up.add_argument(
+        "--network",
+        choices=NETWORKS,
+        default="shared",
+        help="shared: the machine's network (default); isolated: an air-gapped site the machine reaches; "
+        "bastion: an air-gapped site reached through an SSH bastion only",
+    )
     up.add_argument(
         "--node-ready-delay",
         type=float,
@@ -85,6 +93,10 @@ def _describe(sandbox: Sandbox) -> None:
     print(f"installer URL: {sandbox.installer_url or '-'}")
     print(f"kubeconfig:    {sandbox.kubeconfig_path or '-'}")
     print(f"load balancer: {sandbox.load_balancer_address or '-'}")
+    if sandbox.site is not None:
+        print(f"network:       {sandbox.network} (site {sandbox.site.subnet})")
+    if sandbox.bastion is not None:
+        print(f"bastion:       {hosts_table([sandbox.bastion])[0]}")
     print(f"sandbox.json:  {sandbox.sandbox_json_path}")
 
 
@@ -100,6 +112,7 @@ def _up(args: argparse.Namespace) -> int:
         load_balancer=not args.no_load_balancer,
         node_ready_delay=args.node_ready_delay,
         learner_delay=args.learner_delay,
+        network=args.network,
     )
     _describe(sandbox)
     elapsed = time.monotonic() - started

@@ -47,7 +47,8 @@ def start_sshd(sandbox: Sandbox, host: SandboxHost) -> None:
     proc = H.start_sshd(sandbox.layout, host)
     host.sshd = sandbox._adopt(proc)
     sandbox.save()
-    H.wait_listening(host.address, host.port, time.monotonic() + SSHD_RESTART_TIMEOUT, proc)
+    deadline = time.monotonic() + SSHD_RESTART_TIMEOUT
+    H.wait_listening(host.address, host.port, deadline, proc, netns_pid=H.reach_from(host))
 
 
 def freeze(sandbox: Sandbox, host: SandboxHost) -> None:

@@ -14,7 +14,6 @@ import os
 import pwd
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -23,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rke2fleet_sandbox import netns
 from rke2fleet_sandbox.state import ProcessRecord, SandboxHost, StateLayout
 
 # Private (tmpfs) inside every host. /run/rke2fleet is the stand-ins' runtime directory.
@@ -35,8 +35,13 @@ PRIVATE_DIRS: tuple[str, ...] = (
     "/etc/systemd/system",
 )
 RUNTIME_DIR = "/run/rke2fleet"
-SHIMMED_TOOLS: tuple[str, ...] = ("systemctl", "journalctl")
+# Copy-on-write per host: what a host changes there is its own (users, sysctl.d, /var/lib/<tool>).
+COPY_ON_WRITE: tuple[str, ...] = ("/etc", "/var/lib")
+# Bound over the machine's binary inside every host (/usr/bin/<tool> unless TOOL_DIRS says otherwise).
+SHIMMED_TOOLS: tuple[str, ...] = ("systemctl", "journalctl", "sysctl")
+TOOL_DIRS = {"sysctl": "/usr/sbin"}
 SUDO_USER = "fleet"
+BASTION_ROLE = "bastion"  # the jump host of a "bastion" network: an sshd like the hosts, no stand-ins
 SSHD = "/usr/sbin/sshd"
 STANDINS_DIR = Path(__file__).resolve().parent / "standins"
 
@@ -108,6 +113,11 @@ def ensure_sudo_user(user: str = SUDO_USER) -> None:
 # ---------------------------------------------------------------- host files
 
 
+def tool_path(tool: str) -> str:
+    """Where a shimmed tool is bound inside a host."""
+    return f"{TOOL_DIRS.get(tool, '/usr/bin')}/{tool}"
+
+
 def shim_script(tool: str) -> bytes:
     """/usr/bin/<tool> inside a host. systemctl answers its query verbs in the shell first
     (standins/systemctl_query.sh); the rest runs the Python stand-in."""
@@ -141,11 +151,17 @@ def write_host_files(
     *,
     node_ready_delay: float = DEFAULT_NODE_READY_DELAY,
     learner_delay: float = DEFAULT_LEARNER_DELAY,
+    docker_io: str | None = None,
+    authorized_from: Sequence[str] = (),
 ) -> Path:
     """Prepare the tree copied into the host's private /run/rke2fleet; returns its path.
 
     `node_ready_delay`: seconds between the rke2 service being active and its Node being Ready;
-    `learner_delay`: seconds before a joining server's etcd learner may be promoted.
+    `learner_delay`: seconds before a joining server's etcd learner may be promoted;
+    `docker_io`: the URL standing in for docker.io's registry (the installer endpoint's /v2/), where
+    a node without an images archive pulls its runtime image; None: the sandbox has no docker.io;
+    `authorized_from`: the only addresses the client key may log in from (sshd's `from=`), e.g. the
+    bastion's; empty: any.
     """
     seed = layout.host_dir(plan.name) / "run"
     (seed / "bin").mkdir(parents=True, exist_ok=True)
@@ -163,10 +179,11 @@ def write_host_files(
         "standinsDir": str(STANDINS_DIR),
         "nodeReadyDelay": node_ready_delay,
         "learnerPromoteDelay": learner_delay,
+        "registryEndpoints": {"docker.io": docker_io} if docker_io else {},
     }
     files: dict[str, tuple[bytes, int]] = {
         "host.json": ((json.dumps(host_json, indent=2) + "\n").encode(), 0o644),
-        "ssh/authorized_keys": (layout.client_pub.read_bytes(), 0o644),
+        "ssh/authorized_keys": (_authorized_keys(layout, authorized_from), 0o644),
         "etc-hosts": (_etc_hosts(plans, plan), 0o644),
         "empty-bashrc": (b"", 0o644),
         "sudoers": (f"{plan.user} ALL=(ALL:ALL) NOPASSWD: ALL\n".encode(), 0o440),
@@ -181,6 +198,13 @@ def write_host_files(
     return seed
 
 
+def _authorized_keys(layout: StateLayout, authorized_from: Sequence[str]) -> bytes:
+    key = layout.client_pub.read_bytes()
+    if not authorized_from:
+        return key
+    return f'from="{",".join(authorized_from)}" '.encode() + key
+
+
 def _setup_script(plan: HostPlan, seed: Path) -> str:
     """Runs inside the new namespace (as the holder), then becomes `sleep infinity`."""
     q = shlex.quote
@@ -190,6 +214,7 @@ def _setup_script(plan: HostPlan, seed: Path) -> str:
     lines += _private_dir(plan, run, keep=[], saved=None)
     lines.append(f"cp -a {q(str(seed))}/. {run}/")
     lines.append(f"chmod 0755 {run} {run}/ssh {run}/units")
+    lines += private_system_lines(run)
     root_home = pwd.getpwnam("root").pw_dir
     private = [d for d in PRIVATE_DIRS if d != run]
     if plan.user != "root":
@@ -202,7 +227,7 @@ def _setup_script(plan: HostPlan, seed: Path) -> str:
         lines += _private_dir(plan, d, keep=keep, saved=f"{run}/.machine/{i}")
     lines.append(f"hostname {q(plan.name)}")
     for tool in SHIMMED_TOOLS:
-        target = f"/usr/bin/{tool}"
+        target = tool_path(tool)
         lines.append(f"[ -e {target} ] || : > {target}")
         lines.append(f"mount --bind {run}/bin/{tool} {target}")
     lines.append(f"mount --bind {run}/etc-hosts /etc/hosts")
@@ -220,6 +245,58 @@ def _setup_script(plan: HostPlan, seed: Path) -> str:
     lines.append("echo ready")
     lines.append("exec sleep infinity")
     return "\n".join(lines) + "\n"
+
+
+def private_system_lines(run: str = RUNTIME_DIR) -> list[str]:
+    """Shell lines (run inside the new namespace, after `run` is the host's private tmpfs) making the
+    host's system state its own, never the machine's:
+
+    * /etc and /var/lib copy-on-write: overlays whose upper layers are in `run`, so that `useradd`,
+      `groupadd` (which replace /etc/passwd by rename: a bind-mounted file would refuse it),
+      /etc/sysctl.d, /etc/default, whatever a tool keeps under /var/lib... change this host only.
+      Mounts the machine has under them are bound back. Private dirs under them (PRIVATE_DIRS)
+      are mounted later, on top.
+    * kernel parameters: simulated (standins/sysctl_state.py). The keys RKE2 checks are seeded with
+      the machine's values and bound over their /proc/sys files; the rest of /proc/sys is read-only.
+    """
+    from rke2fleet_sandbox.standins import sysctl_state
+
+    q = shlex.quote
+    lines: list[str] = []
+    for tree in COPY_ON_WRITE:
+        saved = f"{run}/.cow{tree.replace('/', '-')}"
+        lines.append(f"mkdir -p {saved}/upper {saved}/work && chmod 0700 {saved}")
+        submounts = _submounts(tree)
+        if submounts:
+            lines.append(f"mkdir -p {saved}/machine && mount --rbind {tree} {saved}/machine")
+        lines.append(f"mount -t overlay rke2fleet-cow -o lowerdir={tree},upperdir={saved}/upper,"
+                     f"workdir={saved}/work {tree}")
+        for path in submounts:
+            lines.append(f"mount --bind {q(saved + '/machine/' + os.path.relpath(path, tree))} {q(path)}")
+    state = f"{run}/proc-sys"
+    for key in sysctl_state.SIMULATED:
+        rel = sysctl_state.key_path(key)
+        lines.append(f"if [ -f /proc/sys/{rel} ]; then mkdir -p {os.path.dirname(f'{state}/{rel}')} && "
+                     f"cat /proc/sys/{rel} > {state}/{rel}; fi")
+    lines.append("mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys")
+    for key in sysctl_state.SIMULATED:
+        rel = sysctl_state.key_path(key)
+        lines.append(f"if [ -f {state}/{rel} ]; then mount --bind {state}/{rel} /proc/sys/{rel}; fi")
+    return lines
+
+
+def _submounts(tree: str) -> list[str]:
+    """Mount points below `tree` in this mount namespace (a container's /etc/hosts, /etc/resolv.conf)."""
+    found = []
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                point = line.split()[4].replace("\\040", " ")
+                if point.startswith(tree + "/"):
+                    found.append(point)
+    except OSError:
+        return []
+    return sorted(set(found))
 
 
 def _private_dir(plan: HostPlan, directory: str, keep: Sequence[str], saved: str | None) -> list[str]:
@@ -272,10 +349,17 @@ def _paths_the_host_needs() -> list[str]:
 # ---------------------------------------------------------------- processes
 
 
-def start_holder(layout: StateLayout, plan: HostPlan, seed: Path) -> subprocess.Popen[bytes]:
+def start_holder(
+    layout: StateLayout, plan: HostPlan, seed: Path, *, netns_pid: int | None = None, new_netns: bool = False
+) -> subprocess.Popen[bytes]:
+    """The host's namespace holder. `netns_pid`: enter that process's network namespace first (a
+    site's); `new_netns`: the host gets a network namespace of its own (the bastion)."""
+    argv = ["unshare", "-m", "-u", *(["-n"] if new_netns else []), "--propagation", "private"]
+    if netns_pid is not None:
+        argv = ["nsenter", "-t", str(netns_pid), "-n", "--", *argv]
     with open(layout.logs / f"{plan.name}.holder.log", "ab") as log:
         return subprocess.Popen(
-            ["unshare", "-m", "-u", "--propagation", "private", "--", "sh", "-c", _setup_script(plan, seed)],
+            [*argv, "--", "sh", "-c", _setup_script(plan, seed)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,
@@ -304,7 +388,7 @@ def await_holder(proc: subprocess.Popen[bytes], name: str) -> str:
     return ns
 
 
-def sshd_argv(layout: StateLayout, plan: HostPlan) -> list[str]:
+def sshd_argv(layout: StateLayout, plan: HostPlan, *, sftp: bool = True) -> list[str]:
     opts = {
         "ListenAddress": plan.address,
         "Port": str(plan.port),
@@ -320,8 +404,14 @@ def sshd_argv(layout: StateLayout, plan: HostPlan) -> list[str]:
         "PrintMotd": "no",
         "PrintLastLog": "no",
         "PidFile": "none",
-        "Subsystem": "sftp internal-sftp",
     }
+    if sftp:
+        opts["Subsystem"] = "sftp internal-sftp"
+    if plan.role == BASTION_ROLE:
+        # A jump host: forwarding on, and a log line for each login and each direct-tcpip channel.
+        opts["AllowTcpForwarding"] = "yes"
+        opts["LogLevel"] = "VERBOSE"
+        opts["LogVerbose"] = "*:server_request_direct_tcpip():*"
     argv = [SSHD, "-D", "-e", "-f", "/dev/null"]
     for key, value in opts.items():
         argv += ["-o", f"{key}={value}"]
@@ -332,7 +422,7 @@ def start_sshd(layout: StateLayout, host: SandboxHost) -> subprocess.Popen[bytes
     plan = HostPlan(host.name, host.role, host.address, host.user, host.port)
     with open(layout.logs / f"{host.name}.sshd.log", "ab") as log:
         return subprocess.Popen(
-            ["nsenter", "-t", str(host.pid), "-m", "-u", "--", *sshd_argv(layout, plan)],
+            [*enter_argv(host), *sshd_argv(layout, plan, sftp=host.sftp)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -340,15 +430,33 @@ def start_sshd(layout: StateLayout, host: SandboxHost) -> subprocess.Popen[bytes
         )
 
 
+def enter_argv(host: SandboxHost) -> list[str]:
+    """`nsenter` into the host: its mounts and hostname, and its network namespace when it has one."""
+    return ["nsenter", "-t", str(host.pid), "-m", "-u", *(["-n"] if host.net_ns else []), "--"]
+
+
+def reach_from(host: SandboxHost) -> int | None:
+    """Where this process connects to the host's sshd from: here (None), unless the host is behind
+    a jump host; then from inside its network namespace (the pid of its holder)."""
+    return host.pid if host.via else None
+
+
 def wait_listening(
-    address: str, port: int, deadline: float, proc: subprocess.Popen[bytes] | None = None
+    address: str,
+    port: int,
+    deadline: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    netns_pid: int | None = None,
 ) -> None:
-    """Poll until a TCP connect succeeds and the SSH banner comes, or raise at the deadline."""
+    """Poll until a TCP connect succeeds and the SSH banner comes, or raise at the deadline.
+
+    `netns_pid`: connect from that process's network namespace (a host behind a bastion, which
+    the root namespace cannot reach)."""
     while True:
         if proc is not None and proc.poll() is not None:
             raise SandboxError(f"sshd on {address}:{port} exited with {proc.returncode}")
         try:
-            with socket.create_connection((address, port), timeout=0.5) as sock:
+            with netns.connect(address, port, 0.5, netns_pid) as sock:
                 sock.settimeout(max(0.1, deadline - time.monotonic()))
                 if sock.recv(4).startswith(b"SSH-"):
                     return
@@ -360,24 +468,12 @@ def wait_listening(
 
 
 def mount_namespace(pid: int) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/mnt")
-    except OSError:
-        return None
+    return netns.namespace_of(pid, "mnt")
 
 
 def pids_in_namespaces(namespaces: Iterable[str]) -> dict[str, list[int]]:
     """Every live process of each given mount namespace (by `/proc/<pid>/ns/mnt`)."""
-    wanted = set(namespaces)
-    found: dict[str, list[int]] = {ns: [] for ns in wanted}
-    me = os.getpid()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        ns = mount_namespace(int(entry.name))
-        if ns in wanted:
-            found[ns].append(int(entry.name))
-    return found
+    return netns.pids_in(namespaces, "mnt")
 
 
 def owns_namespace(host: SandboxHost) -> bool:
@@ -468,9 +564,9 @@ def stop_process(record: ProcessRecord, sig: int = signal.SIGTERM, timeout: floa
 def run_on_host(
     host: SandboxHost, shell_cmd: str, *, timeout: float = 30.0, input: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run `sh -c shell_cmd` inside the host (its mounts and hostname) without ssh."""
+    """Run `sh -c shell_cmd` inside the host (its mounts, hostname and network) without ssh."""
     return subprocess.run(
-        ["nsenter", "-t", str(host.pid), "-m", "-u", "--", "sh", "-c", shell_cmd],
+        [*enter_argv(host), "sh", "-c", shell_cmd],
         input=input,
         capture_output=True,
         timeout=timeout,

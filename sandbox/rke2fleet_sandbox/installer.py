@@ -2,10 +2,14 @@
 
 Routes: ``/`` and ``/install.sh`` (the install script, defaults pointing here);
 ``/v1-release/channels/<channel>`` (302 to ``/releases/tag/<version>``);
-``/releases/download/<version>/sha256sum-amd64.txt`` and ``.../rke2.linux-amd64.tar.gz``;
+``/releases/download/<version>/sha256sum-amd64.txt``, ``.../rke2.linux-amd64.tar.gz`` and
+``.../rke2-images.linux-amd64.tar.zst``;
+``/v2/`` and ``/v2/<repository>/manifests/<tag>``: the sandbox's docker.io (a registry holding the
+``rancher/*`` images of every release; a sandbox host's host.json names it as docker.io, and a
+registries.yaml mirror may point here too);
 ``/_stats`` (request counts per path, also in ``<state-dir>/installer-stats.json``).
 Faults: a file ``<state-dir>/faults/installer`` containing ``fail`` (HTTP 500 everywhere) or ``hang``
-(accept, then answer nothing while the fault is set).
+(accept, then answer nothing while the fault is set); not on ``/v2/`` (docker.io is another service).
 
 Run: ``python -m rke2fleet_sandbox.installer --host 127.0.1.1 --port 8088 --state-dir DIR``.
 """
@@ -19,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,10 +36,17 @@ from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from rke2fleet_sandbox.standins import rke2_images
+
 STANDINS_DIR = Path(__file__).resolve().parent / "standins"
 ARCH = "amd64"
 TARBALL = f"rke2.linux-{ARCH}.tar.gz"
 CHECKSUMS = f"sha256sum-{ARCH}.txt"
+IMAGES = rke2_images.ARCHIVE
+INSTALL_SCRIPT = "install.sh"
+# The real install script's defaults, for a bundle's install.sh (an air-gapped install never uses them).
+UPSTREAM_CHANNEL_URL = "https://update.rke2.io/v1-release/channels"
+UPSTREAM_ARTIFACT_URL = "https://github.com/rancher/rke2/releases/download"
 RELEASES = (
     "v1.33.13+rke2r2",
     "v1.34.9+rke2r1",
@@ -164,24 +176,42 @@ def build_tarball(version: str, python: str, standins_dir: str) -> bytes:
     return out.getvalue()
 
 
-def checksums_file(tarball: bytes) -> str:
-    return f"{hashlib.sha256(tarball).hexdigest()}  {TARBALL}\n"
+@lru_cache(maxsize=32)
+def build_images(version: str) -> bytes:
+    """The release's images archive (standins/rke2_images.py: a zstd'ed ``docker save`` tar)."""
+    return rke2_images.build_archive(version)
 
 
-def install_script(base_url: str) -> str:
+def checksums_file(tarball: bytes, images: bytes | None = None) -> str:
+    """``sha256sum-amd64.txt``: like the release's, it names the images archive too (when given)."""
+    lines = [f"{hashlib.sha256(images).hexdigest()}  {IMAGES}"] if images is not None else []
+    lines.append(f"{hashlib.sha256(tarball).hexdigest()}  {TARBALL}")
+    return "".join(line + "\n" for line in lines)
+
+
+def install_script(base_url: str | None) -> str:
+    """install.sh with its download defaults pointing at ``base_url`` (None: the real ones)."""
     text = (STANDINS_DIR / "install.sh").read_text()
-    return (text.replace("@CHANNEL_URL@", f"{base_url}/v1-release/channels")
-                .replace("@ARTIFACT_URL@", f"{base_url}/releases/download"))
+    channels = f"{base_url}/v1-release/channels" if base_url else UPSTREAM_CHANNEL_URL
+    artifacts = f"{base_url}/releases/download" if base_url else UPSTREAM_ARTIFACT_URL
+    return text.replace("@CHANNEL_URL@", channels).replace("@ARTIFACT_URL@", artifacts)
 
 
 def write_airgap_bundle(directory: str | os.PathLike[str], version: str, python: str = sys.executable,
-                        standins_dir: str = str(STANDINS_DIR)) -> Path:
-    """The air-gap artifacts of a release (tarball + checksum file) in ``directory``."""
+                        standins_dir: str = str(STANDINS_DIR), base_url: str | None = None) -> Path:
+    """The four air-gap assets of a release in ``directory``, as its GitHub release has them:
+    ``install.sh``, ``rke2.linux-amd64.tar.gz``, ``rke2-images.linux-amd64.tar.zst`` and
+    ``sha256sum-amd64.txt`` (naming the tarball and the images archive). Install with
+    ``INSTALL_RKE2_ARTIFACT_PATH=<directory> sh <directory>/install.sh``."""
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     tarball = build_tarball(version, python, standins_dir)
+    images = build_images(version)
     (target / TARBALL).write_bytes(tarball)
-    (target / CHECKSUMS).write_text(checksums_file(tarball))
+    (target / IMAGES).write_bytes(images)
+    (target / CHECKSUMS).write_text(checksums_file(tarball, images))
+    (target / INSTALL_SCRIPT).write_text(install_script(base_url))
+    (target / INSTALL_SCRIPT).chmod(0o755)
     return target
 
 
@@ -245,12 +275,15 @@ class InstallerRequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def _send(self, code: int, body: bytes, ctype: str = "text/plain", location: str | None = None) -> None:
+    def _send(self, code: int, body: bytes, ctype: str = "text/plain", location: str | None = None,
+              headers: dict[str, str] | None = None) -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         if location:
             self.send_header("Location", location)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -267,6 +300,9 @@ class InstallerRequestHandler(BaseHTTPRequestHandler):
             self._send(200, body, "application/json")
             return
         srv.count(path)
+        if path == "/v2" or path.startswith("/v2/"):  # docker.io: another service, the faults are get.rke2.io's
+            self._registry([p for p in path.split("/") if p][1:])
+            return
         while (fault := installer_fault(srv.state_dir)) == "hang":
             time.sleep(0.2)
         if fault == "fail":
@@ -289,11 +325,39 @@ class InstallerRequestHandler(BaseHTTPRequestHandler):
             if parts[3] == TARBALL:
                 self._send(200, tarball, "application/gzip")
             elif parts[3] == CHECKSUMS:
-                self._send(200, checksums_file(tarball).encode())
+                self._send(200, checksums_file(tarball, build_images(parts[2])).encode())
+            elif parts[3] == IMAGES:
+                self._send(200, build_images(parts[2]), "application/zstd")
             else:
                 self._send(404, b"Not Found")
         else:
             self._send(404, b"Not Found")
+
+
+    def _registry(self, parts: list[str]) -> None:
+        """The distribution API, as far as a pull of a release's image needs it."""
+        headers = {"Docker-Distribution-API-Version": "registry/2.0"}
+        if not parts:
+            self._send(200, b"{}", "application/json", headers=headers)
+            return
+        if len(parts) >= 3 and parts[-2] == "manifests":
+            repo, tag = "/".join(parts[:-2]), parts[-1]
+            known = {i.split("/", 1)[1] for v in RELEASES for i in rke2_images.images(v)}
+            # docker.io has the runtime image of every RKE2 release, not only those served here
+            if f"{repo}:{tag}" in known or (repo == rke2_images.RUNTIME_REPO and RELEASE_TAG.match(tag)):
+                manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST_TYPE, "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json", "size": 2,
+                    "digest": "sha256:" + hashlib.sha256(f"{repo}:{tag}".encode()).hexdigest()}, "layers": []})
+                self._send(200, manifest.encode(), MANIFEST_TYPE, headers=headers)
+                return
+            error = {"code": "MANIFEST_UNKNOWN", "message": "manifest unknown", "detail": {"Tag": tag}}
+        else:
+            error = {"code": "NAME_UNKNOWN", "message": "repository name not known to registry"}
+        self._send(404, json.dumps({"errors": [error]}).encode(), "application/json", headers=headers)
+
+
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+RELEASE_TAG = re.compile(r"^v\d+\.\d+\.\d+(-rc\d+)?-rke2r\d+$")
 
 
 @dataclasses.dataclass

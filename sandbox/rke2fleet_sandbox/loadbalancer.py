@@ -103,10 +103,18 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def start_load_balancer(
-    listen: str, backends: Sequence[str], ports: Sequence[int] = DEFAULT_PORTS, log_path: str | None = None
+    listen: str,
+    backends: Sequence[str],
+    ports: Sequence[int] = DEFAULT_PORTS,
+    log_path: str | None = None,
+    netns_pid: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start the balancer as a daemon-like child (own session) and wait for it to listen."""
+    """Start the balancer as a daemon-like child (own session); `await_ready` waits for it to listen.
+
+    `netns_pid`: run it in that process's network namespace (a network site's)."""
     argv = [sys.executable, "-m", "rke2fleet_sandbox.loadbalancer", "--listen", listen]
+    if netns_pid is not None:
+        argv = ["nsenter", "-t", str(netns_pid), "-n", "--", *argv]
     for port in ports:
         argv += ["--port", str(port)]
     for backend in backends:

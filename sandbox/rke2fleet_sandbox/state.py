@@ -92,10 +92,17 @@ class SandboxHost:
     mnt_ns: str
     faults_dir: str
     sshd: ProcessRecord | None = None
+    # The `net:[inode]` of a host living in a network site (network "isolated" / "bastion"); "" when
+    # it shares the machine's network namespace (network "shared").
+    net_ns: str = ""
+    # The name of the jump host in front of it ("bastion"), "" when the root namespace reaches it.
+    via: str = ""
+    # False: sshd without an SFTP subsystem, as hardened hosts run it.
+    sftp: bool = True
 
     @property
     def pid(self) -> int:
-        """The namespace holder: `nsenter -t <pid> -m -u` enters the host."""
+        """The namespace holder: `nsenter -t <pid> -m -u` (plus `-n` in a site) enters the host."""
         return self.holder.pid
 
     @property
@@ -107,7 +114,7 @@ class SandboxHost:
         return f"{target} {self.host_key_line}"
 
     def public(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "name": self.name,
             "role": self.role,
             "address": self.address,
@@ -115,6 +122,49 @@ class SandboxHost:
             "user": self.user,
             "hostKey": self.host_key_line,
         }
+        if self.via:
+            doc["via"] = self.via
+        return doc
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SandboxHost:
+        h = dict(raw)
+        sshd = h.pop("sshd", None)
+        holder = ProcessRecord(**h.pop("holder"))
+        return cls(**h, holder=holder, sshd=ProcessRecord(**sshd) if sshd else None)
+
+
+@dataclass
+class SiteRecord:
+    """The network namespace a sandbox's hosts share (network "isolated" or "bastion").
+
+    `holder` (an `unshare -n` sleeper) keeps the namespace alive; the namespace, and the veth pairs
+    with an end in it, go with the last process in it. `link` is the veth end in the root namespace
+    and `link_peer` which namespace holds its other end: "site", or "bastion" (the bastion's own
+    namespace, the site's only way in). Interface indexes are not reused (until they wrap), so
+    `link_index` proves the link with that name is still ours.
+    """
+
+    mode: str
+    block: str  # the site's /24 without its last octet: "10.213.5"
+    holder: ProcessRecord
+    net_ns: str
+    link: str = ""
+    link_peer: str = "site"
+    link_index: int = 0  # its ifindex: (name, index) tells it from a later link of the same name
+
+    def address(self, octet: int) -> str:
+        return f"{self.block}.{octet}"
+
+    @property
+    def subnet(self) -> str:
+        return f"{self.block}.0/24"
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SiteRecord:
+        s = dict(raw)
+        holder = ProcessRecord(**s.pop("holder"))
+        return cls(**s, holder=holder)
 
 
 @dataclass
@@ -126,6 +176,9 @@ class RuntimeRecord:
     installer_url: str = ""
     kubeconfig: str = ""
     load_balancer: str = ""
+    network: str = "shared"
+    site: SiteRecord | None = None
+    bastion: SandboxHost | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -133,13 +186,8 @@ class RuntimeRecord:
     @classmethod
     def from_json(cls, text: str) -> RuntimeRecord:
         raw = json.loads(text)
-        hosts = []
-        for h in raw.get("hosts", []):
-            sshd = h.pop("sshd", None)
-            holder = ProcessRecord(**h.pop("holder"))
-            hosts.append(
-                SandboxHost(**h, holder=holder, sshd=ProcessRecord(**sshd) if sshd else None)
-            )
+        hosts = [SandboxHost.from_dict(h) for h in raw.get("hosts", [])]
+        site, bastion = raw.get("site"), raw.get("bastion")
         services = {k: ProcessRecord(**v) for k, v in raw.get("services", {}).items()}
         return cls(
             hosts=hosts,
@@ -147,18 +195,28 @@ class RuntimeRecord:
             installer_url=raw.get("installer_url", ""),
             kubeconfig=raw.get("kubeconfig", ""),
             load_balancer=raw.get("load_balancer", ""),
+            network=raw.get("network", "shared"),
+            site=SiteRecord.from_dict(site) if site else None,
+            bastion=SandboxHost.from_dict(bastion) if bastion else None,
         )
 
 
 def sandbox_document(layout: StateLayout, record: RuntimeRecord) -> dict[str, Any]:
     """The public `sandbox.json`, keys exactly as the issue names them."""
-    return {
+    doc: dict[str, Any] = {
         "hosts": [h.public() for h in record.hosts],
         "clientKey": str(layout.client_key),
         "installerURL": record.installer_url,
         "kubeconfig": record.kubeconfig,
         "loadBalancer": record.load_balancer,
     }
+    # Sites only: a "shared" sandbox's document is exactly the issue's.
+    if record.site is not None:
+        doc["network"] = record.network
+        doc["siteSubnet"] = record.site.subnet
+    if record.bastion is not None:
+        doc["bastion"] = record.bastion.public()
+    return doc
 
 
 def write_state(layout: StateLayout, record: RuntimeRecord) -> None:

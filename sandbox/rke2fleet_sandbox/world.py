@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import shutil
 import signal
 import socket
@@ -22,12 +23,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from rke2fleet_sandbox import hosts as H
+from rke2fleet_sandbox import network as N
 from rke2fleet_sandbox.loadbalancer import DEFAULT_PORTS, await_ready, start_load_balancer
+from rke2fleet_sandbox.netns import net_namespace
 from rke2fleet_sandbox.state import (
     DEFAULT_STATE_DIR,
     ProcessRecord,
     RuntimeRecord,
     SandboxHost,
+    SiteRecord,
     StateLayout,
     read_runtime,
     write_state,
@@ -76,11 +80,50 @@ class Sandbox:
         return [h for h in self.hosts if h.role == "agent"]
 
     def host(self, ref: HostRef) -> SandboxHost:
+        """A cluster host, or the bastion (by its name, "bastion"): both take the host verbs."""
         name = ref if isinstance(ref, str) else ref.name
-        for h in self.hosts:
+        for h in self._all_hosts:
             if h.name == name:
                 return h
         raise KeyError(name)
+
+    @property
+    def _all_hosts(self) -> list[SandboxHost]:
+        return [*self.hosts, *([self.record.bastion] if self.record.bastion else [])]
+
+    @property
+    def network(self) -> str:
+        """"shared", "isolated" or "bastion" (see `rke2fleet_sandbox.network`)."""
+        return self.record.network
+
+    @property
+    def site(self) -> SiteRecord | None:
+        """The hosts' network namespace (None with network "shared")."""
+        return self.record.site
+
+    @property
+    def bastion(self) -> SandboxHost | None:
+        """The jump host of network "bastion" (address, port, user, host_key_line), else None.
+        It takes the sandbox's client key (`client_key_path`)."""
+        return self.record.bastion
+
+    @property
+    def bastion_known_hosts(self) -> str:
+        """A known_hosts text pinning the bastion's key ("" without a bastion)."""
+        return self.bastion.known_hosts_line() + "\n" if self.bastion else ""
+
+    def bastion_logins(self) -> int:
+        """SSH logins the bastion accepted so far (from its sshd log): one per client connection,
+        however many hosts that connection reaches."""
+        return N.bastion_logins(self._bastion_log)
+
+    def bastion_channels(self) -> list[str]:
+        """`address:port` of every forwarding (direct-tcpip) channel the bastion opened, in order."""
+        return N.bastion_channels(self._bastion_log)
+
+    @property
+    def _bastion_log(self) -> Path:
+        return self.layout.logs / "bastion.sshd.log"
 
     @property
     def client_key_path(self) -> Path:
@@ -106,7 +149,7 @@ class Sandbox:
         return self.layout.sandbox_json
 
     def known_hosts(self) -> str:
-        """A known_hosts text pinning every host's key."""
+        """A known_hosts text pinning every host's key (by its address; not the bastion's)."""
         return "".join(h.known_hosts_line() + "\n" for h in self.hosts)
 
     def run_on_host(
@@ -213,7 +256,9 @@ class Sandbox:
         """True while any host namespace or service process is alive."""
         if any(rec.alive() for rec in self.record.services.values()):
             return True
-        return any(H.owns_namespace(h) for h in self.hosts)
+        if self.record.site is not None and self.record.site.holder.alive():
+            return True
+        return any(H.owns_namespace(h) for h in self._all_hosts)
 
     @classmethod
     def up(
@@ -228,8 +273,14 @@ class Sandbox:
         installer: bool = True,
         node_ready_delay: float = H.DEFAULT_NODE_READY_DELAY,
         learner_delay: float = H.DEFAULT_LEARNER_DELAY,
+        network: str = "shared",
+        sftp: bool = True,
     ) -> Sandbox:
         """Start `servers` + `agents` hosts (the last `sudo_hosts` of them log in as `fleet`).
+
+        `network`: "shared" (the machine's network namespace), "isolated" (an air-gapped site the
+        root namespace reaches but that reaches nothing outside itself) or "bastion" (the site
+        reachable only through `sandbox.bastion`'s sshd); see `rke2fleet_sandbox.network`.
 
         `node_ready_delay`: seconds a Node stays NotReady after its rke2 unit is active;
         `learner_delay`: seconds before a joining server's etcd learner can be promoted.
@@ -241,12 +292,14 @@ class Sandbox:
             raise ValueError("servers, agents >= 0 and sudo_hosts <= servers + agents")
         if servers + agents > 240:
             raise ValueError("at most 240 hosts per sandbox")
+        if network not in N.NETWORKS:
+            raise ValueError(f"network must be one of {', '.join(N.NETWORKS)}")
         layout = StateLayout(Path(state_dir).resolve())
         _prepare_state_dir(layout)
         sandbox = cls(layout, RuntimeRecord())
         try:
             sandbox._start(servers, agents, sudo_hosts, emulator, load_balancer, installer,
-                           node_ready_delay, learner_delay)
+                           node_ready_delay, learner_delay, network, sftp)
         except BaseException:
             sandbox.down()
             raise
@@ -262,6 +315,8 @@ class Sandbox:
         installer: bool,
         node_ready_delay: float = H.DEFAULT_NODE_READY_DELAY,
         learner_delay: float = H.DEFAULT_LEARNER_DELAY,
+        network: str = "shared",
+        sftp: bool = True,
     ) -> None:
         layout = self.layout
         deadline = time.monotonic() + START_TIMEOUT
@@ -271,64 +326,115 @@ class Sandbox:
             H.ensure_sudo_user()
         emu_proc = self._start_emulator() if emulator else None
         keygens = [_keygen_async(layout.client_key, "rke2fleet-sandbox-client")]
+        with_lb = load_balancer and servers > 0
         with _net_lock():
-            net = _free_net_block(len(names), load_balancer and servers > 0, installer)
+            site = self._start_site(network) if network != "shared" else None
+            # In a site, only the installer (root namespace) needs a 127.0.N.0/24 block.
+            net = _free_net_block(0 if site else len(names), with_lb and site is None, installer)
+            lb_address = site.address(N.LB_OCTET) if site else f"127.0.{net}.{LB_OCTET}"
             plans = [
                 H.HostPlan(
                     name=name,
                     role=role,
-                    address=f"127.0.{net}.{FIRST_HOST_OCTET + i}",
+                    address=site.address(N.FIRST_HOST_OCTET + i) if site else f"127.0.{net}.{FIRST_HOST_OCTET + i}",
                     user=H.SUDO_USER if i >= len(names) - sudo_hosts else "root",
                 )
                 for i, (role, name) in enumerate(names)
             ]
-            keygens += [_keygen_async(H.host_key_path(layout, p.name), p.name) for p in plans]
+            bastion = None
+            if site is not None and network == "bastion":
+                bastion = H.HostPlan("bastion", H.BASTION_ROLE, site.address(N.BASTION_OCTET), "root")
+            everyone = [*plans, bastion] if bastion else plans
+            keygens += [_keygen_async(H.host_key_path(layout, p.name), p.name) for p in everyone]
             for proc in keygens:
                 if proc.wait() != 0:
                     raise H.SandboxError("ssh-keygen failed")
-            delays = {"node_ready_delay": node_ready_delay, "learner_delay": learner_delay}
-            holders = [H.start_holder(layout, p, H.write_host_files(layout, p, plans, **delays)) for p in plans]
-            for plan, holder in zip(plans, holders, strict=True):
-                record = self._adopt(holder)
-                # Record the host before waiting on it, so a failure still tears it down.
-                host = SandboxHost(
-                    name=plan.name,
-                    role=plan.role,
-                    address=plan.address,
-                    port=plan.port,
-                    user=plan.user,
-                    host_key_line=H.public_key_line(
-                        H.host_key_path(layout, plan.name).with_suffix(".pub")
-                    ),
-                    holder=record,
-                    mnt_ns="",
-                    faults_dir=str(layout.faults_dir(plan.name)),
-                )
-                self.record.hosts.append(host)
-                host.mnt_ns = H.await_holder(holder, plan.name)
+            docker_io = f"http://127.0.{net}.{INSTALLER_OCTET}:{INSTALLER_PORT}" if installer else None
+            # Behind a bastion, the client key logs in from the bastion's addresses only.
+            only_from = (site.address(N.BASTION_OCTET), site.address(N.BASTION_INNER_OCTET)) if bastion and site else ()
+            seeds = [H.write_host_files(
+                layout, p, plans, node_ready_delay=node_ready_delay, learner_delay=learner_delay, docker_io=docker_io,
+                authorized_from=only_from) for p in plans]  # fmt: skip
+            holders = [
+                H.start_holder(layout, p, seed, netns_pid=site.holder.pid) if site else H.start_holder(layout, p, seed)
+                for p, seed in zip(plans, seeds, strict=True)
+            ]
+            if bastion is not None:
+                # Its own network namespace: the site's only door, and not a router.
+                seed = H.write_host_files(layout, bastion, plans)
+                holders.append(H.start_holder(layout, bastion, seed, new_netns=True))
+            self._record_hosts(everyone, holders, bastion, site)
+            for host in self.record.hosts:  # hardened hosts: no SFTP subsystem (the bastion keeps its own)
+                host.sftp = sftp
+            if site is not None:
+                N.build_site(site, [p.address for p in plans], load_balancer=with_lb, bastion=self.record.bastion)
             sshds = []
-            for host in self.record.hosts:
+            for host in self._all_hosts:
                 proc = H.start_sshd(layout, host)
                 host.sshd = self._adopt(proc)
                 sshds.append(proc)
             lb = None
-            if load_balancer and servers > 0:
+            if with_lb:
                 lb = start_load_balancer(
-                    f"127.0.{net}.{LB_OCTET}",
+                    lb_address,
                     [h.address for h in self.servers],
                     log_path=str(layout.logs / "lb.log"),
+                    netns_pid=site.holder.pid if site else None,
                 )
                 self.record.services["loadBalancer"] = self._adopt(lb)
             if installer:
                 self._start_installer(f"127.0.{net}.{INSTALLER_OCTET}")
-            for host, proc in zip(self.record.hosts, sshds, strict=True):
-                H.wait_listening(host.address, host.port, deadline, proc)
+            for host, proc in zip(self._all_hosts, sshds, strict=True):
+                H.wait_listening(host.address, host.port, deadline, proc, netns_pid=H.reach_from(host))
             if lb is not None:
                 await_ready(lb, "load balancer")
-                self.record.load_balancer = f"127.0.{net}.{LB_OCTET}"
+                self.record.load_balancer = lb_address
         if emu_proc is not None:
             self._await_emulator(emu_proc, deadline)
         self.save()
+
+    def _record_hosts(
+        self,
+        plans: Sequence[H.HostPlan],
+        holders: Sequence[subprocess.Popen[bytes]],
+        bastion: H.HostPlan | None,
+        site: SiteRecord | None,
+    ) -> None:
+        """Record each host (the bastion apart), then wait for its namespaces."""
+        layout = self.layout
+        for plan, holder in zip(plans, holders, strict=True):
+            record = self._adopt(holder)
+            # Record the host before waiting on it, so a failure still tears it down.
+            host = SandboxHost(
+                name=plan.name,
+                role=plan.role,
+                address=plan.address,
+                port=plan.port,
+                user=plan.user,
+                host_key_line=H.public_key_line(
+                    H.host_key_path(layout, plan.name).with_suffix(".pub")
+                ),
+                holder=record,
+                mnt_ns="",
+                faults_dir=str(layout.faults_dir(plan.name)),
+                via="bastion" if bastion and plan is not bastion else "",
+            )
+            if plan is bastion:
+                self.record.bastion = host
+            else:
+                self.record.hosts.append(host)
+            host.mnt_ns = H.await_holder(holder, plan.name)
+            if site is not None:
+                host.net_ns = _await_net_ns(holder.pid, plan.name, site.net_ns if plan is not bastion else None)
+
+    def _start_site(self, network: str) -> SiteRecord:
+        """The site's namespace holder, recorded before it is waited on (a failure tears it down)."""
+        number = N.free_site_number()
+        proc = N.start_site_holder(self.layout)
+        site = SiteRecord(mode=network, block=f"{N.SITE_PREFIX}.{number}", holder=self._adopt(proc), net_ns="")
+        self.record.network, self.record.site = network, site
+        site.net_ns = N.await_site_holder(proc)
+        return site
 
     # ------------------------------------------------------------ services
 
@@ -387,14 +493,17 @@ class Sandbox:
         Returns the pids that would not die (empty on success); the state directory is kept
         in that case so that a second `down()` can retry.
         """
+        # First the site's veth end in the root namespace (only if provably ours: see remove_root_link).
+        link_gone = N.remove_root_link(self.record.site, self.record.bastion, self.hosts)
         for rec in self.record.services.values():
             H.stop_process(rec, signal.SIGTERM)
-        left = H.end_hosts(self.hosts)
+        left = H.end_hosts(self._all_hosts)
         # Holders whose namespace was never recorded (failure during setup).
-        for host in self.hosts:
+        for host in self._all_hosts:
             H.stop_process(host.holder, signal.SIGKILL)
+        left += N.end_site(self.record.site)
         self._reap()
-        if not left:
+        if not left and link_gone:
             _remove_state_dir(self.layout)
         return left
 
@@ -430,6 +539,18 @@ def _prepare_state_dir(layout: StateLayout) -> None:
 def _remove_state_dir(layout: StateLayout) -> None:
     if layout.marker.exists():
         shutil.rmtree(layout.root, ignore_errors=True)
+
+
+def _await_net_ns(pid: int, name: str, expected: str | None) -> str:
+    """The network namespace of a host's holder: the site's (`expected`), or one of its own (None)."""
+    ns = net_namespace(pid)
+    if ns is None:
+        raise H.SandboxError(f"host {name}: holder is gone")
+    if expected is None and ns == net_namespace(os.getpid()):
+        raise H.SandboxError(f"host {name}: holder has no network namespace of its own")
+    if expected is not None and ns != expected:
+        raise H.SandboxError(f"host {name}: holder is not in the network site")
+    return ns
 
 
 def _keygen_async(path: Path, comment: str) -> subprocess.Popen[bytes]:

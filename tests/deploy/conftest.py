@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 from types import ModuleType
 from typing import Any
 
 import pytest
-import yaml
-from deploy_testlib import DEPLOY, tool
+from deploy_testlib import DEPLOY, KUSTOMIZE, render_helm, render_kustomize
 
 
 @pytest.fixture(scope="session")
@@ -23,22 +21,31 @@ def sync_module() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def kustomize_objects() -> list[dict[str, Any]]:
-    out = subprocess.run(
-        [tool("kubectl"), "kustomize", str(DEPLOY / "kustomize" / "base")],
-        check=True, capture_output=True, text=True, timeout=120,
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    """The base: what `kubectl apply -k deploy/kustomize/base` applies (no Prometheus Operator kinds)."""
+    return render_kustomize(KUSTOMIZE / "base")
 
 
 @pytest.fixture(scope="session")
-def helm_rendered() -> dict[str, str]:
-    import helm_python
-
-    chart = helm_python.Chart.load(str(DEPLOY / "helm" / "rke2fleet"))
-    rendered: dict[str, str] = chart.render(name="rke2fleet", namespace="rke2fleet-system", is_install=True)
-    return rendered
+def kustomize_monitored_objects() -> list[dict[str, Any]]:
+    """The base plus the monitoring component (deploy/kustomize/monitored)."""
+    return render_kustomize(KUSTOMIZE / "monitored")
 
 
 @pytest.fixture(scope="session")
-def helm_objects(helm_rendered: dict[str, str]) -> list[dict[str, Any]]:
-    return [doc for text in helm_rendered.values() for doc in yaml.safe_load_all(text) if doc]
+def kustomize_namespaced_objects() -> list[dict[str, Any]]:
+    """Namespaced mode for the example namespace `fleet` (deploy/kustomize/namespaced)."""
+    return render_kustomize(KUSTOMIZE / "namespaced")
+
+
+@pytest.fixture(scope="session")
+def helm_objects() -> list[dict[str, Any]]:
+    """The chart with its default values, release `rke2fleet` in `rke2fleet-system`."""
+    return render_helm()
+
+
+@pytest.fixture(params=["kustomize", "helm"])
+def objects(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    """Kustomize base + monitoring component, and the chart with its defaults: the same objects."""
+    fixture = "kustomize_monitored_objects" if request.param == "kustomize" else "helm_objects"
+    found: list[dict[str, Any]] = request.getfixturevalue(fixture)
+    return found

@@ -52,3 +52,21 @@ def test_helm_loads_the_crds_from_its_crds_directory() -> None:
     chart = helm_python.Chart.load(str(DEPLOY / "helm" / "rke2fleet"))
     shipped = {Path(c["name"]).name: c["data"] for c in chart.crds}
     assert shipped == {p.name: p.read_text() for p in (REPO / "crds").glob("*.yaml")}
+
+
+def test_rule_and_dashboard_drift_is_detected_in_the_monitoring_component(
+    sync_module: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PrometheusRule and dashboard copies live in the kustomize monitoring component now."""
+    rules = tmp_path / "rke2fleet-rules.yaml"
+    rules.write_text(sync_module.RULES.read_text().replace("for: 15m", "for: 16m", 1))
+    dashboard = tmp_path / "rke2fleet-dashboard.json"
+    dashboard.write_text(sync_module.DASHBOARD.read_text().replace('"rke2fleet"', '"rke2fleet-edited"', 1))
+    monkeypatch.setattr(sync_module, "RULES", rules)
+    monkeypatch.setattr(sync_module, "DASHBOARD", dashboard)
+    assert sorted(sync_module.stale_files()) == [
+        "deploy/helm/rke2fleet/files/rke2fleet-dashboard.json",
+        "deploy/helm/rke2fleet/files/rke2fleet-rules.yaml",
+        "deploy/kustomize/components/monitoring/grafana-dashboard-configmap.yaml",
+        "deploy/kustomize/components/monitoring/prometheusrule.yaml",
+    ]

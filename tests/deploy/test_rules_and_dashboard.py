@@ -79,18 +79,105 @@ def test_dashboard_has_the_panels_the_issue_asks_for() -> None:
 
 
 def test_prometheusrule_objects_carry_the_same_groups(
-    kustomize_objects: list[dict[str, Any]], helm_objects: list[dict[str, Any]]
+    kustomize_monitored_objects: list[dict[str, Any]], helm_objects: list[dict[str, Any]]
 ) -> None:
     groups = yaml.safe_load(RULES.read_text())["groups"]
-    assert one(kustomize_objects, "PrometheusRule")["spec"]["groups"] == groups
+    assert one(kustomize_monitored_objects, "PrometheusRule")["spec"]["groups"] == groups
     assert one(helm_objects, "PrometheusRule")["spec"]["groups"] == groups
 
 
 def test_dashboard_configmaps_equal_the_json(
-    kustomize_objects: list[dict[str, Any]], helm_objects: list[dict[str, Any]]
+    kustomize_monitored_objects: list[dict[str, Any]], helm_objects: list[dict[str, Any]]
 ) -> None:
     dashboard = json.loads(DASHBOARD.read_text())
-    for objects in (kustomize_objects, helm_objects):
+    for objects in (kustomize_monitored_objects, helm_objects):
         [cm] = [o for o in objects if o["kind"] == "ConfigMap" and "grafana" in o["metadata"]["name"]]
         assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
         assert json.loads(cm["data"]["rke2fleet-dashboard.json"]) == dashboard
+
+
+# RKE2FleetOperatorDown, unit-tested with `promtool test rules` on made-up `up` series: job
+# "rke2fleet" is what our ServiceMonitor produces (test_servicemonitor_scrape.py shows it).
+def _up(namespace: str, pod: str, values: str) -> dict[str, str]:
+    return {"series": f'up{{job="rke2fleet", namespace="{namespace}", pod="{pod}"}}', "values": values}
+
+
+def _leads(namespace: str, pod: str, values: str) -> dict[str, str]:
+    return {"series": f'rke2fleet_leader{{job="rke2fleet", namespace="{namespace}", pod="{pod}"}}',
+            "values": values}  # fmt: skip
+
+
+def _operator_down_case(name: str, series: list[dict[str, str]], expected: dict[str, list[dict[str, str]]]
+                        ) -> dict[str, Any]:  # fmt: skip
+    """A promtool test case; `expected` maps an eval time to the labels of the alerts firing then."""
+    [rule] = [r for r in _rules() if r.get("alert") == "RKE2FleetOperatorDown"]
+    description = rule["annotations"]["description"]
+
+    def alert(labels: dict[str, str]) -> dict[str, Any]:
+        where = f" in {labels['namespace']}" if "namespace" in labels else ""
+        return {"exp_labels": {"severity": "critical", **labels},
+                "exp_annotations": {"summary": f"rke2fleet operator{where} down or not scraped for 5 minutes",
+                                    "description": description}}  # fmt: skip
+
+    return {
+        "name": name, "interval": "1m", "input_series": series,
+        "alert_rule_test": [{"eval_time": at, "alertname": "RKE2FleetOperatorDown",
+                             "exp_alerts": [alert(labels) for labels in firing]}
+                            for at, firing in expected.items()],
+    }  # fmt: skip
+
+
+OPERATOR_DOWN_CASES = [
+    _operator_down_case(  # both replicas scraped: the leader with rke2fleet_leader 1, the standby 0
+        "leader and standby up",
+        [_up("rke2fleet-system", "a", "1x20"), _leads("rke2fleet-system", "a", "1x20"),
+         _up("rke2fleet-system", "b", "1x20"), _leads("rke2fleet-system", "b", "0x20")],
+        {"10m": [], "20m": []}),
+    _operator_down_case(  # a standby down alone is not an outage
+        "leader up, standby down",
+        [_up("rke2fleet-system", "a", "1x20"), _leads("rke2fleet-system", "a", "1x20"),
+         _up("rke2fleet-system", "b", "0x20")],
+        {"10m": [], "20m": []}),
+    _operator_down_case(  # a leader change: nobody leads for 3 minutes, then the other pod does
+        "handover shorter than 5 minutes",
+        [_up("rke2fleet-system", "a", "1 1 1 0 0 0 0 0 0 0 0 0 0 0 0"),
+         _leads("rke2fleet-system", "a", "1 1 1 _ _ _ _ _ _ _ _ _ _ _ _"),
+         _up("rke2fleet-system", "b", "1x15"), _leads("rke2fleet-system", "b", "0 0 0 0 0 0 1 1 1 1 1 1 1 1 1")],
+        {"5m": [], "8m": [], "14m": []}),
+    _operator_down_case(  # replicas up, none holds the lease (e.g. the API refuses its writes)
+        "nobody leads",
+        [_up("rke2fleet-system", "a", "1x20"), _leads("rke2fleet-system", "a", "0x20"),
+         _up("rke2fleet-system", "b", "1x20"), _leads("rke2fleet-system", "b", "0x20")],
+        {"4m": [], "6m": [{"namespace": "rke2fleet-system"}]}),
+    _operator_down_case(
+        "every pod down", [_up("rke2fleet-system", "a", "0x20"), _up("rke2fleet-system", "b", "0x20")],
+        {"4m": [], "6m": [{"namespace": "rke2fleet-system"}]}),
+    _operator_down_case(  # no target at all: pods gone, or the ServiceMonitor not picked up
+        "not scraped", [{"series": 'up{job="node-exporter", instance="n1"}', "values": "1x20"}],
+        {"4m": [], "6m": [{"job": "rke2fleet"}]}),
+    _operator_down_case(  # two installs (namespaced mode, one per team): the one down is named
+        "one of two installs down", [_up("team-a", "a", "1x20"), _leads("team-a", "a", "1x20"),
+                                     _up("team-b", "b", "0x20")],
+        {"6m": [{"namespace": "team-b"}]}),
+]
+
+
+def _promtool_test(tmp_path: Path, cases: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+    tests = tmp_path / "operator-down-test.yaml"
+    tests.write_text(yaml.safe_dump({"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": cases}))
+    return subprocess.run([PROMTOOL, "test", "rules", str(tests)], capture_output=True, text=True, timeout=60)
+
+
+def test_operator_down_alert_unit_tests_pass(tmp_path: Path) -> None:
+    result = _promtool_test(tmp_path, OPERATOR_DOWN_CASES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_operator_down_alert_unit_tests_can_fail(tmp_path: Path) -> None:
+    """Expecting silence while every pod is down makes promtool fail: the cases above check something."""
+    wrong = _operator_down_case("every pod down, wrongly expected quiet",
+                                [_up("rke2fleet-system", "a", "0x20")], {"6m": []})  # fmt: skip
+    result = _promtool_test(tmp_path, [wrong])
+    assert result.returncode != 0
+    assert "RKE2FleetOperatorDown" in result.stdout + result.stderr

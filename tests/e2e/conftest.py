@@ -72,8 +72,9 @@ class E2E:
 
     def texts(self) -> dict[str, str]:
         assert self.kube
+        # "operator log" is every operator's log together (several replicas write one each).
         logs = sorted(self.tmp.glob("operator*.log"))
-        texts = {f"operator log {p.name}": p.read_text(errors="replace") for p in logs}
+        texts = {"operator log": "\n".join(p.read_text(errors="replace") for p in logs)}
         texts["events"] = "\n".join(f"{e.reason} {e.message}" for e in self.kube.events())
         for plural in ("rke2clusters", "rke2nodes"):
             items = self.kube.custom.list_namespaced_custom_object("rke2fleet.io", "v1alpha1", NS, plural)["items"]

@@ -43,6 +43,7 @@ def test_the_standby_takes_over_a_rollout_when_the_leader_dies(e2e: E2E) -> None
     standby = e2e.operator(*LEASE_ARGS, log="operator-b.log", POD_NAME="replica-b")
     kube.wait_phase("rke2clusters", "ha", "Ready", timeout=120)
     assert "waiting to lead" in standby.log() and "Handler" not in standby.log()
+    assert standby.metric("rke2fleet_leader") == 0 and leader.metric("rke2fleet_leader") == 1  # both scraped
 
     mark = time.time()
     kube.patch_spec("rke2clusters", "ha", {"version": NEW})
@@ -57,6 +58,7 @@ def test_the_standby_takes_over_a_rollout_when_the_leader_dies(e2e: E2E) -> None
     killed = time.monotonic()
     kube.wait("replica-b leads", lambda: holder(e2e) == "replica-b", timeout=30)
     takeover = time.monotonic() - killed
+    kube.wait("the new leader says so", lambda: standby.metric("rke2fleet_leader") == 1, timeout=10)
     assert takeover <= 6 + 1 + 3, f"took {takeover:.1f}s"  # lease duration + a retry period + slack
 
     def upgraded() -> bool:

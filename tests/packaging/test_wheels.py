@@ -57,8 +57,8 @@ def _entry_points(wheel: zipfile.ZipFile, dist_info: str) -> configparser.Config
 def operator_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Built from a copy holding exactly what the Dockerfile copies (no stale build/ in the tree)."""
     src = tmp_path_factory.mktemp("operator-src")
-    shutil.copy2(REPO / "pyproject.toml", src / "pyproject.toml")
-    shutil.copy2(REPO / "README.md", src / "README.md")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(REPO / name, src / name)
     shutil.copytree(REPO / "operator", src / "operator", ignore=BUILD_LEFTOVERS)
     return _build_wheel(src, tmp_path_factory.mktemp("operator-wheel"))
 
@@ -78,7 +78,11 @@ def test_the_operator_wheel_holds_the_operator_only(operator_wheel: Path) -> Non
             print(f"  {name}")
         dist_info = f"{operator_wheel.name.split('-')[0]}-{operator_wheel.name.split('-')[1]}.dist-info"
         entry_points = _entry_points(wheel, dist_info)
+        metadata = Parser().parsestr(wheel.read(f"{dist_info}/METADATA").decode())
+        license_text = wheel.read(f"{dist_info}/licenses/LICENSE").decode()
     assert operator_wheel.name.startswith("rke2fleet-0.1.0-")
+    assert metadata["License-Expression"] == "Apache-2.0"
+    assert license_text == (REPO / "LICENSE").read_text() and "Apache License" in license_text
     assert {name.split("/")[0] for name in names} == {"rke2fleet", dist_info}
     for needed in ("__init__.py", "cli.py", "py.typed", "api/crdgen.py", "handlers/runner.py",
                    "hostaccess/pool.py", "reconcile/plan.py", "metrics/__init__.py"):
@@ -112,6 +116,7 @@ def test_the_sandbox_wheel_holds_the_world_and_its_standins(sandbox_wheel: Path)
     requires = {re.split(r"[ <>=!~;\[]", req, maxsplit=1)[0].lower() for req in metadata.get_all("Requires-Dist", [])}
     assert {"rke2fleet", "kmock", "aiohttp", "pyyaml"} <= requires
     assert metadata["Requires-Python"] == ">=3.11"
+    assert metadata["License-Expression"] == "Apache-2.0"
 
 
 def test_the_operator_wheel_alone_has_no_sandbox_commands(operator_wheel: Path, tmp_path: Path) -> None:
@@ -132,3 +137,12 @@ def test_the_operator_wheel_alone_has_no_sandbox_commands(operator_wheel: Path, 
     assert shown.returncode == 0, shown.stderr
     assert "{crds,validate,run,plan,apply,export}" in shown.stdout
     assert "sandbox" not in shown.stdout and "demo" not in shown.stdout and shown.stderr == ""
+
+
+def test_the_license_is_the_full_apache_2_text() -> None:
+    text = (REPO / "LICENSE").read_text()
+    assert text.split()[:4] == ["Apache", "License", "Version", "2.0,"]
+    for section in ("TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION", "9. Accepting Warranty or "
+                    "Additional Liability.", "END OF TERMS AND CONDITIONS", "APPENDIX: How to apply"):
+        assert section in text, section
+    assert len(text.splitlines()) == 202

@@ -13,6 +13,8 @@ import pytest
 
 from rke2fleet_sandbox import Sandbox
 from rke2fleet_sandbox.hosts import pids_in_namespaces
+from rke2fleet_sandbox.netns import pids_in_net_namespaces
+from rke2fleet_sandbox.network import ifindex
 from rke2fleet_sandbox.state import process_start_time
 
 
@@ -44,10 +46,18 @@ class Snapshot:
     """
 
     def __init__(self, sandbox: Sandbox) -> None:
-        self.namespaces = [h.mnt_ns for h in sandbox.hosts]
+        hosts = [*sandbox.hosts, *([sandbox.bastion] if sandbox.bastion else [])]
+        self.namespaces = [h.mnt_ns for h in hosts]
         # A process that ends between the listing and the read of its start time has none:
         # leave it out, or `None == None` would later count it as a survivor.
-        starts = {pid: process_start_time(pid) for h in sandbox.hosts for pid in sandbox.host_pids(h)}
+        starts = {pid: process_start_time(pid) for h in hosts for pid in sandbox.host_pids(h)}
+        # A network site (network "isolated" / "bastion"): its namespaces and root veth end.
+        site = sandbox.site
+        self.net_namespaces = sorted({h.net_ns for h in hosts if h.net_ns} | ({site.net_ns} if site else set()))
+        if site is not None:
+            starts.update({pid: process_start_time(pid) for pid in pids_in_net_namespaces([site.net_ns])[site.net_ns]})
+        # (name, interface index): indexes are not reused, so this tells our link from a later one.
+        self.links = {site.link: ifindex(site.link)} if site is not None and ifindex(site.link) is not None else {}
         self.processes = {pid: start for pid, start in starts.items() if start is not None}
         self.ticks = _ticks_now()
 
@@ -76,6 +86,15 @@ def assert_gone(before: Snapshot, state_dir: Path) -> None:
         if (start := process_start_time(pid)) is not None and start <= before.ticks
     ]
     assert not old, f"processes left in the hosts' namespaces: {old}"
+    in_site = [
+        pid
+        for pids in pids_in_net_namespaces(before.net_namespaces).values()
+        for pid in pids
+        if (start := process_start_time(pid)) is not None and start <= before.ticks
+    ]
+    assert not in_site, f"processes left in the site's network namespaces: {in_site}"
+    links = [name for name, index in before.links.items() if ifindex(name) == index]
+    assert not links, f"veth left in the root namespace: {links}"
     assert not state_dir.exists(), f"{state_dir} still exists"
 
 

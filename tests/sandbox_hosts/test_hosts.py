@@ -122,3 +122,22 @@ async def test_exec_is_cheap_with_a_clean_bashrc(sandbox: Sandbox) -> None:
             await conn.run("true", check=True)
         per_exec = (time.monotonic() - started) / runs
     print(f"\nssh exec on an open connection: {per_exec * 1000:.1f} ms")
+
+
+async def test_a_hardened_host_has_no_sftp_subsystem(tmp_path: Path) -> None:
+    sb = Sandbox.up(tmp_path / "sb", 1, 0, emulator=False, load_balancer=False, installer=False, sftp=False)
+    try:
+        host = sb.servers[0]
+        async with asyncssh.connect(
+            host.address, host.port, username=host.user,
+            client_keys=[asyncssh.import_private_key(sb.client_key_pem())],
+            known_hosts=asyncssh.import_known_hosts(sb.known_hosts()), agent_path=None,
+        ) as conn:  # fmt: skip
+            assert (await conn.run("true", check=True)).exit_status == 0  # exec works
+            with pytest.raises(asyncssh.Error):
+                await conn.start_sftp_client()
+        sb.stop_sshd(host)
+        sb.start_sshd(host)  # a restarted sshd stays without it
+        assert Sandbox.load(sb.state_dir).hosts[0].sftp is False
+    finally:
+        sb.down()

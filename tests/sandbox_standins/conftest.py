@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from rke2fleet_sandbox.datastore import Datastore
-from rke2fleet_sandbox.hosts import shim_script
+from rke2fleet_sandbox.hosts import SHIMMED_TOOLS, private_system_lines, shim_script, tool_path
 from rke2fleet_sandbox.installer import InstallerHandle, start_installer
 from rke2fleet_sandbox.world import bindable
 
@@ -60,14 +60,17 @@ class NsHost:
                 "python": sys.executable, "standinsDir": str(STANDINS), **self.extra}
         (self.root / "host.json").write_text(json.dumps(info))
         lines = ["set -e"]
-        for path in PRIVATE:
+        # The runtime dir first: it holds the private /etc layer and the simulated kernel parameters.
+        for path in ["/run/rke2fleet"] + [p for p in PRIVATE if p != "/run/rke2fleet"]:
             lines.append(f"mkdir -p {path} && mount -t tmpfs -o mode=0755 tmpfs {path}")
+            if path == "/run/rke2fleet":
+                lines += private_system_lines("/run/rke2fleet")
         lines.append(f"hostname {self.name}")
         lines.append(f"cp {self.root}/host.json /run/rke2fleet/host.json")
-        for tool in ("systemctl", "journalctl"):
+        for tool in SHIMMED_TOOLS:
             (self.root / f"shim-{tool}").write_bytes(shim_script(tool))
             lines.append(f"cp {self.root}/shim-{tool} /run/rke2fleet/{tool} && chmod 755 /run/rke2fleet/{tool}")
-            lines.append(f"mount --bind /run/rke2fleet/{tool} /usr/bin/{tool}")
+            lines.append(f"mount --bind /run/rke2fleet/{tool} {tool_path(tool)}")
         lines.append(f"touch {self.root}/ready")
         lines.append("exec sleep infinity")
         self.holder = subprocess.Popen(
@@ -136,13 +139,18 @@ def installer(tmp_path: Path) -> Iterator[InstallerHandle]:
 
 
 @pytest.fixture
-def make_host(tmp_path: Path) -> Iterator[object]:
+def make_host(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[object]:
     hosts: list[NsHost] = []
     datastore = tmp_path / "datastore"
+    # As on a sandbox: the installer endpoint also stands in for docker.io's registry (/v2/).
+    docker_io = request.getfixturevalue("installer").url if "installer" in request.fixturenames else None
 
     def make(name: str, **host_json: object) -> NsHost:
-        """A started host; keyword arguments are added to its host.json (e.g. nodeReadyDelay=0)."""
+        """A started host; keyword arguments are added to its host.json (e.g. nodeReadyDelay=0;
+        registryEndpoints={"docker.io": URL} for another docker.io, {} for none)."""
         address = _free_address()
+        if docker_io and "registryEndpoints" not in host_json:
+            host_json["registryEndpoints"] = {"docker.io": docker_io}
         host = NsHost(name, address, tmp_path / name, datastore, host_json)
         hosts.append(host)
         host.start()

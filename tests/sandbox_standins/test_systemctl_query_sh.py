@@ -42,6 +42,7 @@ STATES: dict[str, dict[str, Any] | None] = {
     "inactive": {"state": "inactive", "substate": "dead", "exits": 1},
     "failed": {"state": "failed", "substate": "failed", "result": "exit-code"},
     "no-state-key": {"substate": "dead"},
+    "oneshot-exited": {"state": "active", "substate": "exited", "result": "success"},  # systemd-sysctl
 }
 
 

@@ -52,8 +52,9 @@ async def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Any, 
 
     store = KubeStore()
     memo.fleet = FleetState(engine=connect(store, on_command), store=store)
-    port = config.SETTINGS.metrics_port
+    port = config.SETTINGS.metrics_port  # 0 as well when a standby's server already serves it
     memo.metrics_server = metrics.start_metrics_server(port) if port else None
+    metrics.set_leader(True)
     logger.info("rke2fleet started")
 
 
@@ -97,7 +98,15 @@ def run_operator(args: argparse.Namespace) -> int:
     namespaces = tuple(args.namespace)
     stop, lost = threading.Event(), threading.Event()
     elector = _elector(args)
+    early_metrics = None
     if elector is not None:
+        from rke2fleet import metrics
+
+        # A standby is scraped too (rke2fleet_leader 0): a target down then means a pod down.
+        if args.metrics_port:
+            early_metrics = metrics.start_metrics_server(args.metrics_port)
+            config.configure(metrics_port=0)
+        metrics.set_leader(False)
         # A standby watches nothing and touches no host until it leads.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
@@ -127,6 +136,8 @@ def run_operator(args: argparse.Namespace) -> int:
         stop.set()
         if elector is not None and not lost.is_set():
             elector.release()
+        if early_metrics is not None:
+            early_metrics.stop()
     return 1 if lost.is_set() else 0
 
 

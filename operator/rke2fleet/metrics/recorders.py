@@ -16,6 +16,7 @@ from rke2fleet.metrics.registry import (
     CLUSTER_PHASE,
     DRIFT_DETECTED_TOTAL,
     LAST_SUCCESSFUL_RECONCILE,
+    LEADER,
     NODE_REACHABLE,
     NODE_READY,
     NODE_VERSION_INFO,
@@ -33,6 +34,10 @@ def observe_reconcile(kind: lb.Kind, result: lb.ReconcileResult, duration_s: flo
     lb.check_member(result, lb.RECONCILE_RESULTS, "reconcile result")
     RECONCILE_TOTAL.labels(kind=kind, result=result).inc()
     RECONCILE_DURATION.labels(kind=kind).observe(max(duration_s, 0.0))
+
+
+def set_leader(leading: bool) -> None:
+    LEADER.set(1 if leading else 0)
 
 
 def observe_ssh_command(result: lb.SSHResult, duration_s: float) -> None:

@@ -123,6 +123,13 @@ LAST_SUCCESSFUL_RECONCILE = Gauge(
 )
 
 
+LEADER = Gauge(
+    "rke2fleet_leader",
+    "1 while this replica acts (it holds the leader Lease, or runs without leader election); 0 on a standby.",
+    registry=REGISTRY,
+)
+
+
 def exported_metric_names() -> frozenset[str]:
     """Names of this operator's series as Prometheus sees them (counters with `_total`).
 

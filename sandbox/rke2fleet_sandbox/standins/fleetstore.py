@@ -3,7 +3,8 @@
 Stdlib only: the stand-ins import this file directly (it sits next to them), and
 `rke2fleet_sandbox.datastore` re-exports it for tests. Layout under the directory:
 ``clusters/<cluster>.json`` (nodes, node passwords, etcd ``members``, ``tokenHash``),
-``events.jsonl`` (append-only), ``.lock``. A cluster is identified by the hash of its CA
+``events.jsonl`` (append-only), ``.lock``. A cluster's JSON also holds the API objects of the deploy
+controller (``objects``, ``events``: standins/addons.py). A cluster is identified by the hash of its CA
 (``cluster_id_for_ca``).
 
 etcd, as RKE2 runs it: ``members`` maps a member name (``<node>-<8 hex>``) to
@@ -357,6 +358,7 @@ class Datastore:
                 data["nodes"] = dict(restored.get("nodes") or {})
                 data["nodePasswords"] = dict(restored.get("nodePasswords") or {})
                 data["tokenHash"] = expected
+                data["objects"] = dict(restored.get("objects") or {})  # AddOns, HelmCharts... (standins/addons.py)
             dropped, now = data["members"], time.time()
             data["members"] = {member_name: {"node": node, "address": address, "learner": False, "added": now,
                                              "promoteAt": None, "pid": None, "pidStart": None}}

@@ -55,6 +55,7 @@ setup_tmp() {
     TMP_DIR=$(mktemp -d -t rke2-install.XXXXXXXXXX)
     TMP_CHECKSUMS=${TMP_DIR}/rke2.checksums
     TMP_TARBALL=${TMP_DIR}/rke2.tarball
+    TMP_AIRGAP_TARBALL=${TMP_DIR}/rke2-images.tarball
     cleanup() {
         code=$?
         set +e
@@ -88,39 +89,86 @@ get_release_version() {
 
 fetch_artifacts() {
     if [ -n "${INSTALL_RKE2_ARTIFACT_PATH}" ]; then
-        info "staging local checksums from ${INSTALL_RKE2_ARTIFACT_PATH}/sha256sum-${ARCH}.txt"
-        cp -f "${INSTALL_RKE2_ARTIFACT_PATH}/sha256sum-${ARCH}.txt" "${TMP_CHECKSUMS}" \
-            || fatal "missing ${INSTALL_RKE2_ARTIFACT_PATH}/sha256sum-${ARCH}.txt"
-        info "staging tarball from ${INSTALL_RKE2_ARTIFACT_PATH}/rke2.linux-${ARCH}.tar.gz"
-        cp -f "${INSTALL_RKE2_ARTIFACT_PATH}/rke2.linux-${ARCH}.tar.gz" "${TMP_TARBALL}" \
-            || fatal "missing ${INSTALL_RKE2_ARTIFACT_PATH}/rke2.linux-${ARCH}.tar.gz"
+        stage_local_checksums
+        stage_local_airgap_tarball
+        stage_local_tarball
         return
     fi
     encoded=$(echo "${INSTALL_RKE2_VERSION}" | sed -e 's/+/%2B/g')
     info "downloading checksums at ${INSTALL_RKE2_ARTIFACT_URL}/${encoded}/sha256sum-${ARCH}.txt"
     download "${INSTALL_RKE2_ARTIFACT_URL}/${encoded}/sha256sum-${ARCH}.txt" "${TMP_CHECKSUMS}"
+    CHECKSUM_EXPECTED=$(grep "rke2.linux-${ARCH}.tar.gz" "${TMP_CHECKSUMS}" | awk '{print $1}')
     info "downloading tarball at ${INSTALL_RKE2_ARTIFACT_URL}/${encoded}/rke2.linux-${ARCH}.tar.gz"
     download "${INSTALL_RKE2_ARTIFACT_URL}/${encoded}/rke2.linux-${ARCH}.tar.gz" "${TMP_TARBALL}"
 }
 
-verify_tarball() {
-    info "verifying tarball"
-    expected=$(grep "rke2.linux-${ARCH}.tar.gz" "${TMP_CHECKSUMS}" | awk '{print $1}')
-    actual=$(sha256sum "${TMP_TARBALL}" | awk '{print $1}')
-    if [ -z "${expected}" ] || [ "${expected}" != "${actual}" ]; then
-        fatal "download sha256 does not match ${expected}, got ${actual}"
+# As upstream's stage_local_checksums: the tarball's line, and the images archive's line when the
+# directory holds one (zst first, then gz). An images archive the checksum file does not name is
+# left alone.
+stage_local_checksums() {
+    info "staging local checksums from ${INSTALL_RKE2_ARTIFACT_PATH}/sha256sum-${ARCH}.txt"
+    cp -f "${INSTALL_RKE2_ARTIFACT_PATH}/sha256sum-${ARCH}.txt" "${TMP_CHECKSUMS}" \
+        || fatal "missing ${INSTALL_RKE2_ARTIFACT_PATH}/sha256sum-${ARCH}.txt"
+    CHECKSUM_EXPECTED=$(grep "rke2.linux-${ARCH}.tar.gz" "${TMP_CHECKSUMS}" | awk '{print $1}')
+    if [ -f "${INSTALL_RKE2_ARTIFACT_PATH}/rke2-images.linux-${ARCH}.tar.zst" ]; then
+        AIRGAP_CHECKSUM_EXPECTED=$(grep "rke2-images.linux-${ARCH}.tar.zst" "${TMP_CHECKSUMS}" | awk '{print $1}')
+    elif [ -f "${INSTALL_RKE2_ARTIFACT_PATH}/rke2-images.linux-${ARCH}.tar.gz" ]; then
+        AIRGAP_CHECKSUM_EXPECTED=$(grep "rke2-images.linux-${ARCH}.tar.gz" "${TMP_CHECKSUMS}" | awk '{print $1}')
     fi
 }
 
-install_airgap_images() {
-    [ -n "${INSTALL_RKE2_ARTIFACT_PATH}" ] || return 0
-    for image in "${INSTALL_RKE2_ARTIFACT_PATH}"/rke2-images*.linux-"${ARCH}".tar*; do
-        [ -f "${image}" ] || continue
-        name=$(basename "${image}")
-        grep -q "${name}" "${TMP_CHECKSUMS}" || continue
-        mkdir -p "${INSTALL_RKE2_AGENT_IMAGES_DIR}"
-        cp -f "${image}" "${INSTALL_RKE2_AGENT_IMAGES_DIR}/.${name}.tmp"
-        mv -f "${INSTALL_RKE2_AGENT_IMAGES_DIR}/.${name}.tmp" "${INSTALL_RKE2_AGENT_IMAGES_DIR}/${name}"
+stage_local_airgap_tarball() {
+    if [ -f "${INSTALL_RKE2_ARTIFACT_PATH}/rke2-images.linux-${ARCH}.tar.zst" ]; then
+        info "staging zst airgap image tarball from ${INSTALL_RKE2_ARTIFACT_PATH}/rke2-images.linux-${ARCH}.tar.zst"
+        cp -f "${INSTALL_RKE2_ARTIFACT_PATH}/rke2-images.linux-${ARCH}.tar.zst" "${TMP_AIRGAP_TARBALL}"
+        AIRGAP_TARBALL_FORMAT=zst
+    elif [ -f "${INSTALL_RKE2_ARTIFACT_PATH}/rke2-images.linux-${ARCH}.tar.gz" ]; then
+        info "staging gzip airgap image tarball from ${INSTALL_RKE2_ARTIFACT_PATH}/rke2-images.linux-${ARCH}.tar.gz"
+        cp -f "${INSTALL_RKE2_ARTIFACT_PATH}/rke2-images.linux-${ARCH}.tar.gz" "${TMP_AIRGAP_TARBALL}"
+        AIRGAP_TARBALL_FORMAT=gz
+    fi
+}
+
+stage_local_tarball() {
+    info "staging tarball from ${INSTALL_RKE2_ARTIFACT_PATH}/rke2.linux-${ARCH}.tar.gz"
+    cp -f "${INSTALL_RKE2_ARTIFACT_PATH}/rke2.linux-${ARCH}.tar.gz" "${TMP_TARBALL}" \
+        || fatal "missing ${INSTALL_RKE2_ARTIFACT_PATH}/rke2.linux-${ARCH}.tar.gz"
+}
+
+verify_tarball() {
+    info "verifying tarball"
+    actual=$(sha256sum "${TMP_TARBALL}" | awk '{print $1}')
+    if [ "${CHECKSUM_EXPECTED}" != "${actual}" ]; then
+        fatal "download sha256 does not match ${CHECKSUM_EXPECTED}, got ${actual}"
+    fi
+}
+
+verify_airgap_tarball() {
+    [ -n "${AIRGAP_CHECKSUM_EXPECTED}" ] || return 0
+    info "verifying airgap tarball"
+    actual=$(sha256sum "${TMP_AIRGAP_TARBALL}" | awk '{print $1}')
+    if [ "${AIRGAP_CHECKSUM_EXPECTED}" != "${actual}" ]; then
+        fatal "download sha256 does not match ${AIRGAP_CHECKSUM_EXPECTED}, got ${actual}"
+    fi
+}
+
+# As upstream: runs BEFORE the tarball is verified (a bad tarball still leaves the images in place).
+install_airgap_tarball() {
+    [ -n "${AIRGAP_CHECKSUM_EXPECTED}" ] || return 0
+    mkdir -p "${INSTALL_RKE2_AGENT_IMAGES_DIR}"
+    if grep -sqF '.tar.zst' "${TMP_CHECKSUMS}" || [ "${AIRGAP_TARBALL_FORMAT}" = "zst" ]; then
+        info "installing airgap tarball to ${INSTALL_RKE2_AGENT_IMAGES_DIR}"
+        dest="${INSTALL_RKE2_AGENT_IMAGES_DIR}/rke2-images.linux-${ARCH}.tar.zst"
+        cp -f "${TMP_AIRGAP_TARBALL}" "${dest}.tmp" && mv -f "${dest}.tmp" "${dest}"
+    else
+        info "decompressing airgap tarball to ${INSTALL_RKE2_AGENT_IMAGES_DIR}"
+        gzip -dc "${TMP_AIRGAP_TARBALL}" > "${INSTALL_RKE2_AGENT_IMAGES_DIR}/rke2-images.linux-${ARCH}.tar"
+    fi
+    for image in "${INSTALL_RKE2_ARTIFACT_PATH}"/rke2-images-*."linux-${ARCH}"*; do
+        if [ -f "${image}" ]; then
+            info "Installing airgap image from ${image}"
+            cp "${image}" "${INSTALL_RKE2_AGENT_IMAGES_DIR}"
+        fi
     done
 }
 
@@ -147,8 +195,9 @@ do_install() {
     setup_tmp
     get_release_version
     fetch_artifacts
+    verify_airgap_tarball
+    install_airgap_tarball
     verify_tarball
-    install_airgap_images
     install_tarball
     if [ -z "${INSTALL_RKE2_SKIP_RELOAD}" ]; then
         systemctl daemon-reload

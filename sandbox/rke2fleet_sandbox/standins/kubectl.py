@@ -3,7 +3,10 @@
 The cluster is the one whose CA is in the kubeconfig (``certificate-authority-data``); the API must
 answer on the kubeconfig's server (127.0.0.1 means this host's address), as the real kubectl needs.
 ``get nodes [-o json|wide|name]``, ``cordon``, ``uncordon``, ``drain``, ``delete node`` (a server's
-etcd member is removed with it, under etcd's strict reconfig check). Without etcd quorum every verb
+etcd member is removed with it, under etcd's strict reconfig check); the deploy controller's objects
+(standins/addons.py): ``get addons|helmcharts|helmchartconfigs|events|<any applied kind> [NAME...]
+[-n NS | -A] [-o json|yaml|name] [--field-selector K=V,...]`` and ``delete KIND NAME... [-n NS]
+[--ignore-not-found]``. Without etcd quorum every verb
 fails as the apiserver answers then: ``Error from server: etcdserver: request timed out``.
 """
 
@@ -19,9 +22,10 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from rke2fleet_sandbox.standins import fleetstore
+    from rke2fleet_sandbox.standins import addons, fleetstore
     from rke2fleet_sandbox.standins import standin_common as common
 else:
+    import addons
     import fleetstore
     import standin_common as common
 
@@ -177,6 +181,146 @@ def set_schedulable(store: fleetstore.Datastore, cluster: str, name: str, cordon
         print(f"node/{name} {'cordoned' if cordon else 'uncordoned'}")
 
 
+# -- the deploy controller's objects ------------------------------------------------------------------
+# resource (plural) -> (apiVersion, Kind); the names kubectl accepts for each are derived from it.
+RESOURCES = {
+    "addons": ("k3s.cattle.io/v1", "Addon"),
+    "helmcharts": ("helm.cattle.io/v1", "HelmChart"),
+    "helmchartconfigs": ("helm.cattle.io/v1", "HelmChartConfig"),
+    "events": ("v1", "Event"),
+    "namespaces": ("v1", "Namespace"),
+    "configmaps": ("v1", "ConfigMap"),
+    "secrets": ("v1", "Secret"),
+}
+SHORT_NAMES = {"ev": "events", "ns": "namespaces", "cm": "configmaps"}
+
+
+def plural(kind: str) -> str:
+    lower = kind.lower()
+    return lower + ("es" if lower.endswith("s") else "s")
+
+
+def resolve(name: str, data: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(apiVersion, Kind, plural) of a resource name (plural, singular, short, or ``<plural>.<group>``)."""
+    known = dict(RESOURCES)
+    for api_version, kind in addons.object_types(data):
+        known.setdefault(plural(kind), (api_version, kind))
+    name = SHORT_NAMES.get(name.lower(), name.lower())
+    for res, (api_version, kind) in known.items():
+        group = api_version.rpartition("/")[0]
+        names = {res, kind.lower()} | ({f"{res}.{group}", f"{kind.lower()}.{group}"} if group else set())
+        if name in names:
+            return api_version, kind, res
+    return None
+
+
+def qualified(res: str, api_version: str) -> str:
+    group = api_version.rpartition("/")[0]
+    return f"{res}.{group}" if group else res
+
+
+def field_match(obj: dict[str, Any], selector: str) -> bool:
+    for term in [t for t in selector.split(",") if t]:
+        negate = "!=" in term
+        path, _, value = term.partition("!=" if negate else "=")
+        value = value.lstrip("=")
+        current: Any = obj
+        for part in path.split("."):
+            current = current.get(part) if isinstance(current, dict) else None
+        if (str(current if current is not None else "") == value) == negate:
+            return False
+    return True
+
+
+def not_found(res: str, api_version: str, name: str) -> str:
+    return f'Error from server (NotFound): {qualified(res, api_version)} "{name}" not found'
+
+
+def get_objects(store: fleetstore.Datastore, cluster: str, resource: str, names: list[str],
+                flags: dict[str, Any]) -> int:
+    data = store.cluster(cluster)
+    found = resolve(resource, data)
+    if found is None:
+        die(f'error: the server doesn\'t have a resource type "{resource}"')
+    api_version, kind, res = found
+    all_ns = "-A" in flags or "--all-namespaces" in flags
+    namespace = str(flags.get("-n") or flags.get("--namespace") or "default")
+    namespaced = kind not in addons.CLUSTER_SCOPED
+    items = addons.list_objects(data, api_version, kind)
+    if namespaced and not all_ns:
+        items = [o for o in items if o["metadata"].get("namespace") == namespace]
+    selector = flags.get("--field-selector")
+    if isinstance(selector, str):
+        items = [o for o in items if field_match(o, selector)]
+    if names:
+        by_name = {o["metadata"]["name"]: o for o in items}
+        for name in names:
+            if name not in by_name:
+                die(not_found(res, api_version, name))
+        items = [by_name[n] for n in names]
+    output = str(flags.get("-o", flags.get("--output", "")))
+    if output in ("json", "yaml"):
+        doc: Any = items[0] if len(names) == 1 else {"apiVersion": "v1", "items": items, "kind": "List",
+                                                      "metadata": {"resourceVersion": ""}}
+        if output == "json":
+            print(json.dumps(doc, indent=4))
+        else:
+            import yaml
+
+            print(yaml.safe_dump(doc, sort_keys=True), end="")
+        return 0
+    group = api_version.rpartition("/")[0]
+    if output == "name":
+        print("\n".join(f"{kind.lower()}{'.' + group if group else ''}/{o['metadata']['name']}" for o in items))
+        return 0
+    if not items:
+        where = "" if all_ns or not namespaced else f" in {namespace} namespace"
+        print(f"No resources found{where}.", file=sys.stderr)
+        return 0
+    rows = [(["NAMESPACE"] if all_ns and namespaced else []) + ["NAME"] + COLUMNS.get(kind, ([], None))[0] + ["AGE"]]
+    for o in items:
+        meta = o["metadata"]
+        created = time.mktime(time.strptime(meta.get("creationTimestamp", _iso(time.time())), "%Y-%m-%dT%H:%M:%SZ"))
+        extra = COLUMNS[kind][1](o) if kind in COLUMNS else []
+        rows.append(([meta.get("namespace", "")] if all_ns and namespaced else []) + [meta["name"]] + extra
+                    + [_age(created - time.timezone)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+COLUMNS: dict[str, tuple[list[str], Any]] = {
+    "Addon": (["SOURCE", "CHECKSUM"], lambda o: [o["spec"].get("source", ""), o["spec"].get("checksum", "")]),
+    "HelmChart": (["JOB", "CHART", "TARGETNAMESPACE", "VERSION", "REPO", "HELMVERSION", "BOOTSTRAP"],
+                  lambda o: [str((o.get("status") or {}).get("jobName", "")), str(o["spec"].get("chart", "")),
+                             str(o["spec"].get("targetNamespace", "")), str(o["spec"].get("version", "")),
+                             str(o["spec"].get("repo", "")), str(o["spec"].get("helmVersion", "")),
+                             str(o["spec"].get("bootstrap", "")).lower() if "bootstrap" in o["spec"] else ""]),
+}
+
+
+def delete_objects(store: fleetstore.Datastore, cluster: str, resource: str, names: list[str],
+                   flags: dict[str, Any]) -> int:
+    data = store.cluster(cluster)
+    found = resolve(resource, data)
+    if found is None:
+        die(f'error: the server doesn\'t have a resource type "{resource}"')
+    api_version, kind, res = found
+    namespace = "" if kind in addons.CLUSTER_SCOPED else str(flags.get("-n") or flags.get("--namespace") or "default")
+    group = api_version.rpartition("/")[0]
+    rc = 0
+    for name in names:
+        with store.transaction(cluster) as data:
+            deleted = addons.delete_object(data, api_version, kind, namespace, name)
+        if deleted:
+            print(f'{kind.lower()}{"." + group if group else ""} "{name}" deleted')
+        elif "--ignore-not-found" not in flags or flags["--ignore-not-found"] in ("false", "False"):
+            print(not_found(res, api_version, name), file=sys.stderr)
+            rc = 1
+    return rc
+
+
 def main(argv: list[str]) -> int:
     flags = {a.split("=", 1)[0]: (a.split("=", 1)[1] if "=" in a else True) for a in argv if a.startswith("-")}
     args: list[str] = []
@@ -184,7 +328,8 @@ def main(argv: list[str]) -> int:
     for i, a in enumerate(argv):
         if skip:
             skip = False
-        elif a in ("-o", "--output", "-n", "--namespace", "--kubeconfig", "--timeout", "--grace-period"):
+        elif a in ("-o", "--output", "-n", "--namespace", "--kubeconfig", "--timeout", "--grace-period",
+                   "--field-selector"):
             flags[a] = argv[i + 1] if i + 1 < len(argv) else ""
             skip = True
         elif not a.startswith("-"):
@@ -221,6 +366,10 @@ def main(argv: list[str]) -> int:
                 die(f'Error from server (NotFound): nodes "{name}" not found')
             print(f'node "{name}" deleted')
         return 0
+    if verb == "get" and rest:
+        return get_objects(store, cluster, rest[0], rest[1:], flags)
+    if verb == "delete" and len(rest) >= 2:
+        return delete_objects(store, cluster, rest[0], rest[1:], flags)
     die(f'error: the sandbox kubectl does not support "{" ".join(args)}"')
 
 

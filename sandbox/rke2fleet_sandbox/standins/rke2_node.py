@@ -19,6 +19,15 @@ A server start, as k3s's etcd code does it:
     ("Waiting for other members to finish joining etcd cluster: ..."): the unit stays activating.
   * ``--cluster-reset [--cluster-reset-restore-path=FILE]``: see ``cluster_reset``; the process ends.
 Every such refusal is recorded in the datastore as a ``start-refused`` event.
+
+Before any of that, as RKE2 and k3s do it (details at each function):
+  * ``profile: cis`` / ``etcd`` (``validate_profile``): the CIS kernel parameters in effect (read from
+    /proc/sys, where a sandbox host's simulated values are bound), a server's etcd user and group;
+  * registries.yaml (``wait_for_agent_configuration``): an invalid file keeps the node waiting, retried
+    every 5 s ("Waiting to retrieve agent configuration; server is not ready: ...");
+  * the runtime image of this version (``stage_runtime_image``): from an archive in agent/images, else
+    pulled from the registry or its registries.yaml mirrors; a failed pull shuts rke2 down.
+A running server applies its ``server/manifests`` (standins/addons.py, RKE2's deploy controller).
 """
 
 from __future__ import annotations
@@ -376,9 +385,14 @@ class NodeContext:
         target = str(self.config.get("write-kubeconfig", KUBECONFIG_FILE))
         common.write_atomic(target, yaml.safe_dump(doc, sort_keys=False), kubeconfig_mode(self.config))
 
-    def write_data_dir(self) -> None:
+    @property
+    def runtime_dir(self) -> str:
+        """``data/<tag>-<hash>``: where the runtime image of this version is extracted."""
         tag = self.version.replace("+", "-")
-        rel = f"data/{tag}-{hashlib.sha256(self.version.encode()).hexdigest()[:12]}"
+        return f"data/{tag}-{hashlib.sha256(self.version.encode()).hexdigest()[:12]}"
+
+    def write_data_dir(self) -> None:
+        rel = self.runtime_dir
         shim = (f'#!/bin/sh\nexec {self.info["python"]} -s {self.info["standinsDir"]}/kubectl.py "$@"\n')
         common.write_atomic(os.path.join(self.data_dir, rel, "bin", "kubectl"), shim, 0o755)
         tmp = os.path.join(self.data_dir, ".bin.tmp")
@@ -526,6 +540,7 @@ def snapshot_document(ctx: NodeContext, data: dict[str, Any], name: str, created
         "cluster": ctx.cluster, "tokenHash": data.get("tokenHash"), "members": members,
         "voters": sorted(n for n, m in members.items() if not m.get("learner")),
         "nodes": data.get("nodes", {}), "nodePasswords": data.get("nodePasswords", {}),
+        "objects": data.get("objects", {}),
         "bootstrap": {"serverCA": ctx.ca_pem},
     }, indent=1, sort_keys=True) + "\n"
 
@@ -804,15 +819,15 @@ def run_node(role: str, version: str, args: list[str]) -> NoReturn:
     import json
     import time
 
-    log("info", f"Starting rke2 {version} ({fake_commit(version)[:8]})")
     config = effective_config(role, parse_flags(args))
+    validate_profile(role, config)
+    log("info", f"Starting rke2 {version} ({fake_commit(version)[:8]})")
     if common.fault_value("fail-next-start", consume=True) is not None:
         fatal("starting kubernetes: sandbox fault: injected start failure (fail-next-start)")
     delay = common.fault_seconds("start-delay")
     ctx = NodeContext(role, version, config)
-    if config.get("profile") and not os.path.exists("/etc/sysctl.d/60-rke2-cis.conf"):
-        fatal("missing required: /etc/sysctl.d/60-rke2-cis.conf: "
-              "sysctl settings from rke2-cis-sysctl.conf must be applied for the CIS profile")
+    registries = wait_for_agent_configuration(config)
+    stage_runtime_image(ctx, registries)
     server_url = config.get("server")
     token = configured_token(config)
     if role == "agent" and not server_url:
@@ -849,6 +864,7 @@ def run_node(role: str, version: str, args: list[str]) -> NoReturn:
         ctx.write_token_files()
         ctx.write_kubeconfig()
         serve(ctx)
+        start_deploy_controller(ctx)
     if delay:
         log("info", f"Waiting for the node to become ready (sandbox start-delay {delay}s)")
         time.sleep(delay)
@@ -859,6 +875,243 @@ def run_node(role: str, version: str, args: list[str]) -> NoReturn:
         common.write_atomic(notify, "READY=1\n")
     while True:
         time.sleep(3600)
+
+
+# -- the CIS and etcd profiles (pkg/cli/cmds/profile_linux.go) ------------------------------------------
+# RKE2's kernelRuntimeParameters (a Go map: its errors come in random order; here in this one).
+CIS_KERNEL_PARAMETERS = (("vm.overcommit_memory", 1), ("vm.panic_on_oom", 0), ("kernel.panic", 10),
+                         ("kernel.panic_on_oops", 1))
+
+
+def kernel_parameter(key: str) -> int:
+    """RKE2's sysctl(): /proc/sys read directly (in a sandbox host, the host's simulated value is
+    bound there), fatal when unreadable, as upstream."""
+    rel = key.replace(".", "/")
+    try:
+        text = read_text("/proc/sys/" + rel)
+    except OSError as exc:
+        fatal(f"open /proc/sys/{rel}: {str(exc.strerror or exc).lower()}")
+    if len(text) < 2 or not text.endswith("\n"):
+        fatal(f"invalid contents: {rel}")
+    try:
+        return int(text.replace("\n", ""))
+    except ValueError:
+        fatal(f'strconv.Atoi: parsing "{text.strip()}": invalid syntax')
+
+
+def validate_profile(role: str, config: dict[str, Any]) -> None:
+    """``profile: cis``: the kernel parameters of rke2-cis-sysctl.conf must be IN EFFECT (values, not
+    the file), protect-kernel-defaults must not be set false; then (``cis`` and ``etcd``) a server
+    needs the etcd user and group. Each failure is fatal with RKE2's text; anything else than
+    ``cis``/``etcd`` is refused (``cis-1.23`` has been since v1.30)."""
+    import grp
+    import pwd
+
+    profile = str(config.get("profile") or os.environ.get("RKE2_CIS_PROFILE") or "")
+    if profile == "":
+        log("warning", "not running in CIS mode")
+        return
+    if profile not in ("cis", "etcd"):
+        fatal("invalid value provided for --profile flag")
+    if profile == "cis":
+        errors = []
+        for key, expected in CIS_KERNEL_PARAMETERS:
+            current = kernel_parameter(key)
+            if current != expected:
+                errors.append(f"invalid kernel parameter value {key}={current} - expected {expected}")
+        if errors:
+            fatal("".join(e + "\n" for e in errors))
+        pkd = config.get("protect-kernel-defaults")
+        if pkd is not None and not is_true(pkd):
+            fatal("--protect-kernel-defaults must be true when using --profile=cis")
+        config["protect-kernel-defaults"] = True
+    if role == "server":
+        errors = []
+        try:
+            pwd.getpwnam("etcd")
+        except KeyError:
+            errors.append("missing required: user: unknown user etcd")
+        try:
+            grp.getgrnam("etcd")
+        except KeyError:
+            errors.append("missing required: group: unknown group etcd")
+        if errors:
+            fatal("".join(e + "\n" for e in errors))
+
+
+# -- private registries and the runtime image ---------------------------------------------------------
+REGISTRIES_FILE = "/etc/rancher/rke2/registries.yaml"
+AGENT_CONFIG_RETRY_SECONDS = 5.0
+
+
+def load_registries(path: str) -> dict[str, Any]:
+    """registries.yaml (wharfie's GetPrivateRegistries): none is fine; ``ValueError`` for a file that
+    cannot be read or is not a registries configuration."""
+    try:
+        text = read_text(path)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ValueError(f"open {path}: {str(exc.strerror or exc).lower()}") from None
+    log("info", f"Using private registry config file at {path}")
+    yaml = import_yaml()
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError("yaml: " + " ".join(str(exc).split())) from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"yaml: unmarshal errors: cannot unmarshal {type(doc).__name__} into registries.Registry")
+    for section in ("mirrors", "configs"):
+        value = doc.get(section)
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"yaml: unmarshal errors: cannot unmarshal {type(value).__name__} into "
+                             f"map[string]registries.{'Mirror' if section == 'mirrors' else 'RegistryConfig'}")
+    for name, mirror in (doc.get("mirrors") or {}).items():
+        endpoints = (mirror or {}).get("endpoint") if isinstance(mirror, dict) else mirror
+        if mirror is not None and (not isinstance(mirror, dict) or not isinstance(endpoints or [], list)
+                                   or not all(isinstance(e, str) for e in endpoints or [])):
+            raise ValueError(f"yaml: unmarshal errors: mirror {name}: cannot unmarshal into registries.Mirror")
+    return doc
+
+
+def wait_for_agent_configuration(config: dict[str, Any]) -> dict[str, Any]:
+    """k3s's agent config.Get: its get() reads the private registry configuration, and any error is
+    retried every 5 s forever ("Waiting to retrieve agent configuration; server is not ready"): an
+    invalid registries.yaml keeps the node from starting (the unit stays activating) until fixed."""
+    import time
+
+    path = str(config.get("private-registry") or REGISTRIES_FILE)
+    while True:
+        try:
+            return load_registries(path)
+        except ValueError as exc:
+            log("info", f"Waiting to retrieve agent configuration; server is not ready: {exc}")
+        time.sleep(AGENT_CONFIG_RETRY_SECONDS)
+
+
+def go_quote(text: str) -> str:
+    """Go's %q of a string (enough of it: quotes and backslashes)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def stage_runtime_image(ctx: NodeContext, registries: dict[str, Any]) -> None:
+    """pkg/bootstrap Stage: the runtime image of this version, from an archive in agent/images, else
+    pulled (registries.yaml mirrors, then the registry itself). Skipped when already extracted for this
+    version. A failed pull shuts rke2 down ("Shutdown request received"): systemd restarts it."""
+    if TYPE_CHECKING:
+        from rke2fleet_sandbox.standins import rke2_images
+    else:
+        import rke2_images
+
+    tag = rke2_images.image_tag(ctx.version)
+    default_ref = f"index.docker.io/{rke2_images.RUNTIME_REPO}:{tag}"
+    sdr = str(ctx.config.get("system-default-registry") or "")
+    ref = f"{sdr}/{rke2_images.RUNTIME_REPO}:{tag}" if sdr else default_ref
+    marker = os.path.join(ctx.data_dir, ctx.runtime_dir, ".extracted")
+    if os.path.exists(marker):
+        log("info", f"Runtime image {ref} bin and charts directories already exist; skipping extract")
+        return
+    images_dir = os.path.join(ctx.data_dir, "agent", "images")
+    if rke2_images.find_image(images_dir, [default_ref, ref] if sdr else [ref]) is None:
+        log("info", f"Pulling runtime image {ref}")
+        common.write_atomic(os.path.join(images_dir, "runtime-image.txt"), ref + "\n", 0o644)
+        error = pull_image(ref, registries, ctx.info)
+        if error is not None:
+            log("error", "Shutdown request received: " + go_quote(
+                f"failed to get runtime image {ref}: {error}"))
+            sys.exit(1)
+    common.write_atomic(marker, ref, 0o644)
+
+
+def registry_endpoints(registry: str, registries: dict[str, Any]) -> list[str]:
+    """containerd's hosts for a registry: its mirrors (else the ``*`` wildcard's), then the registry
+    itself (docker.io's is registry-1.docker.io)."""
+    mirrors = registries.get("mirrors") or {}
+    mirror = mirrors.get(registry) or mirrors.get("*") or {}
+    endpoints = [str(e) for e in mirror.get("endpoint") or []]
+    default = "https://registry-1.docker.io" if registry == "docker.io" else f"https://{registry}"
+    return endpoints + ([default] if default not in endpoints else [])
+
+
+def split_url(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path prefix) of a registry endpoint URL."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "https", url
+    hostport, _, path = rest.partition("/")
+    host, _, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
+    if not host:
+        host, port = hostport, ""
+    prefix = "/" + path.strip("/") if path.strip("/") else ""
+    if prefix.endswith("/v2"):
+        prefix = prefix[:-3]
+    return scheme, host, int(port) if port.isdigit() else (443 if scheme == "https" else 80), prefix
+
+
+def pull_image(ref: str, registries: dict[str, Any], info: dict[str, Any]) -> str | None:
+    """None once an endpoint has the image's manifest, else the last endpoint's error as
+    go-containerregistry words it. One request per endpoint tried (the sandbox's registries speak
+    plain HTTP, https endpoints too). The sandbox's docker.io is host.json's ``registryEndpoints``."""
+    if TYPE_CHECKING:
+        from rke2fleet_sandbox.standins import minihttp
+    else:
+        import minihttp
+
+    registry, _, rest = ref.partition("/")
+    registry = "docker.io" if registry in ("index.docker.io", "registry-1.docker.io") else registry
+    repo, _, tag = rest.rpartition(":")
+    sandbox = info.get("registryEndpoints") or {}
+    error = "no endpoint"
+    for endpoint in registry_endpoints(registry, registries):
+        scheme, host, port, prefix = split_url(endpoint)
+        shown = f"{scheme}://{host}{'' if port in (80, 443) else f':{port}'}"
+        name = rewrite(repo, ((registries.get("mirrors") or {}).get(registry) or {}).get("rewrite"))
+        target = (host, port)
+        if host in ("registry-1.docker.io", "index.docker.io", "docker.io"):
+            if not sandbox.get("docker.io"):
+                error = f'Get "{shown}/v2/": dial tcp: lookup {host}: no such host'
+                continue
+            _, dhost, dport, prefix = split_url(str(sandbox["docker.io"]))
+            target = (dhost, dport)
+        path = f"{prefix}/v2/{name}/manifests/{tag}"
+        try:
+            status, reason, body = minihttp.request(target[0], target[1], "GET", path, timeout=10)
+        except OSError as exc:
+            what = str(exc.strerror or exc).lower()
+            error = (f'Get "{shown}/v2/": dial tcp {target[0]}:{target[1]}: '
+                     f"{'i/o timeout' if 'timed out' in what else 'connect: ' + what}")
+            continue
+        if status == 200:
+            log("info", f"Pulled runtime image {ref} from {endpoint}")
+            return None
+        code = {404: "MANIFEST_UNKNOWN: manifest unknown", 401: "UNAUTHORIZED: authentication required"}.get(
+            status, f"unexpected status code {status} {reason}: {body.decode(errors='replace').strip()[:200]}")
+        error = f"GET {shown}{path}: {code}"
+    return error
+
+
+def rewrite(repo: str, rules: object) -> str:
+    """A mirror's ``rewrite`` rules (regexp -> replacement), the first that matches."""
+    if not isinstance(rules, dict) or not rules:
+        return repo
+    import re
+
+    for pattern, replacement in rules.items():
+        if re.search(str(pattern), repo):
+            return re.sub(str(pattern), str(replacement).replace("$", "\\"), repo, count=1)
+    return repo
+
+
+def start_deploy_controller(ctx: NodeContext) -> None:
+    """The server's deploy controller (standins/addons.py): <data-dir>/server/manifests into the cluster."""
+    if TYPE_CHECKING:
+        from rke2fleet_sandbox.standins import addons
+    else:
+        import addons
+
+    addons.start(ctx.store, ctx.cluster, os.path.join(ctx.data_dir, "server", "manifests"), import_yaml(), log)
 
 
 # -- certificates ----------------------------------------------------------------------------------

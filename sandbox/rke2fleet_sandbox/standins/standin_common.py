@@ -73,7 +73,7 @@ def fault_seconds(name: str) -> float | None:
 def logrus_line(level: str, msg: str) -> str:
     """A log line in RKE2's logrus text format."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    escaped = msg.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = msg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
     return f'time="{stamp}" level={level} msg="{escaped}"'
 
 

@@ -48,8 +48,58 @@ def spawn_supervisor(unit: str) -> None:
                    os.environ, file_actions=devnull, setsid=True)
 
 
+SYSCTL_UNIT = "systemd-sysctl.service"
+
+
+def start_systemd_sysctl() -> int:
+    """``systemd-sysctl.service`` (oneshot, RemainAfterExit=yes): applies the sysctl.d files to the
+    host's simulated kernel parameters (never the machine's: its real ExecStart is not run)."""
+    if TYPE_CHECKING:
+        from rke2fleet_sandbox.standins import sysctl_state
+    else:
+        import sysctl_state
+
+    unit = SYSCTL_UNIT
+    os.makedirs(unit_dir(unit), exist_ok=True)
+    name = "Apply Kernel Variables"
+    journal(unit, "systemd[1]", f"Starting {unit} - {name}...")
+    ident = f"systemd-sysctl[{os.getpid()}]"
+    failures: list[str] = []
+
+    def error(message: str) -> None:
+        failures.append(message)
+
+    for path in sysctl_state.system_files(with_sysctl_conf=False):
+        for key, value, ignore in sysctl_state.parse_file(path):
+            try:
+                sysctl_state.write(key, value)
+            except sysctl_state.SysctlError as exc:
+                text = str(exc)
+                if "cannot stat" in text:  # systemd-sysctl ignores keys the kernel does not have
+                    journal(unit, ident, f"Couldn't write '{value}' to '{sysctl_state.key_path(key)}', "
+                                         "ignoring: No such file or directory")
+                elif not ignore:
+                    error(f"Failed to write '{value}' to '{sysctl_state.key_path(key)}': "
+                          f"{text.rsplit(': ', 1)[-1]}")
+    for message in failures:
+        journal(unit, ident, message)
+    if failures:
+        journal(unit, "systemd[1]", f"{unit}: Main process exited, code=exited, status=1/FAILURE")
+        journal(unit, "systemd[1]", f"{unit}: Failed with result 'exit-code'.")
+        journal(unit, "systemd[1]", f"Failed to start {unit} - {name}.")
+        write_status(unit, state="failed", substate="failed", result="exit-code")
+        print(f"Job for {unit} failed because the control process exited with error code.\n"
+              f'See "systemctl status {unit}" and "journalctl -xeu {unit}" for details.', file=sys.stderr)
+        return 1
+    journal(unit, "systemd[1]", f"Finished {unit} - {name}.")
+    write_status(unit, state="active", substate="exited", result="success")
+    return 0
+
+
 # -- verbs -----------------------------------------------------------------------------------------
 def start(unit: str, block: bool) -> int:
+    if unit == SYSCTL_UNIT:
+        return start_systemd_sysctl()
     if unit_file(unit) is None:
         print(f"Failed to start {unit}: Unit {unit} not found.", file=sys.stderr)
         return 5

@@ -31,6 +31,7 @@ _q_status() {
     if [ "$_q_pending" = 1 ] && [ $(($(date +%s) - ${_q_since%.*})) -lt 10 ]; then
         return 0 # a supervisor being spawned: PENDING_GRACE_SECONDS
     fi
+    [ "$_q_sub" = exited ] && return 0 # a oneshot unit that remains active: no process to look for
     case $_q_state in
         active | activating | deactivating)
             # a running state whose supervisor is gone reads as failed (like a crash)

@@ -144,13 +144,16 @@ def _stored_status(unit: str) -> dict[str, Any] | None:
 
 
 def read_status(unit: str) -> dict[str, Any]:
-    """The unit's status; a running state whose supervisor is gone reads as ``failed`` (like a crash)."""
+    """The unit's status; a running state whose supervisor is gone reads as ``failed`` (like a crash),
+    except ``active (exited)``: a oneshot unit that ran and remains active (systemd-sysctl)."""
     status = _stored_status(unit)
     if status is None or "state" not in status:
         return {"state": "inactive", "substate": "dead"}
     if status.get("pending") and time.time() - status.get("since", 0) < PENDING_GRACE_SECONDS:
         return status
     sup = status.get("supervisorPid")
+    if status.get("substate") == "exited":  # a oneshot unit with RemainAfterExit=yes: no process
+        return status
     if status["state"] in RUNNING_STATES and not (sup and supervisor_alive(sup)):
         return {**status, "state": "failed", "substate": "failed", "result": "signal"}
     return status

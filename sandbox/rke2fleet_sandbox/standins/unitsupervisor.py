@@ -32,15 +32,94 @@ OUTPUT_DRAIN_SECONDS = 2.0  # after the main process exits: how long its output 
 RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
-def parse_unit(path: str) -> dict[str, str]:
-    values: dict[str, str] = {}
+def unit_entries(path: str) -> list[tuple[str, str]]:
+    """Every ``Key=value`` line of a unit file, in order (a key may repeat: EnvironmentFile=)."""
+    entries = []
     with open(path) as f:
         for line in f.read().splitlines():
             line = line.strip()
             if "=" in line and not line.startswith(("#", ";", "[")):
                 key, value = line.split("=", 1)
-                values[key.strip()] = value.strip()
+                entries.append((key.strip(), value.strip()))
+    return entries
+
+
+def parse_unit(path: str) -> dict[str, str]:
+    """The unit's settings, the last of a repeated key winning."""
+    return dict(unit_entries(path))
+
+
+# systemd's default PATH for services (Debian); the manager passes little else of its own environment.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The sandbox's own plumbing, passed through from whoever ran `systemctl start` (the real systemd
+# would not pass the caller's environment: a shell's HTTP_PROXY must not reach the service).
+PLUMBING_PREFIXES = ("RKE2FLEET_", "PYTHON")
+
+
+def specifiers(text: str, unit: str) -> str:
+    """``%N`` (the unit name without its type suffix), ``%n`` (the full name), ``%%``."""
+    return text.replace("%%", "\0").replace("%N", unit.rsplit(".", 1)[0]).replace("%n", unit).replace("\0", "%")
+
+
+def read_environment_file(path: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines as systemd reads an EnvironmentFile: ``#``/``;`` comments, optional quotes
+    around the value; raises ``OSError`` when the file cannot be read."""
+    values = {}
+    with open(path) as f:
+        for raw in f.read().splitlines():
+            line = raw.strip()
+            if not line or line[0] in "#;":
+                continue
+            key, sep, value = line.partition("=")
+            key, value = key.strip(), value.strip()
+            if not sep or not key:
+                continue  # systemd: "Ignoring invalid environment assignment"
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                quote, value = value[0], value[1:-1]
+                if quote == '"':
+                    value = value.replace('\\"', '"').replace("\\\\", "\\")
+            values[key] = value
     return values
+
+
+def unit_environment(unit: str, entries: list[tuple[str, str]], inherited: dict[str, str]) -> dict[str, str]:
+    """The environment systemd gives the unit's process: its default PATH, then ``Environment=`` and
+    ``EnvironmentFile=`` (read at every start, ``-`` for optional files) in the order of the unit.
+    Raises ``OSError`` for a missing file without ``-`` (systemd refuses to start the unit)."""
+    env = {k: v for k, v in inherited.items() if k.startswith(PLUMBING_PREFIXES)}
+    env["PATH"] = DEFAULT_PATH
+    for key, value in entries:
+        if key == "Environment":
+            for assignment in _split_quoted(value):
+                name, sep, val = assignment.partition("=")
+                if sep:
+                    env[name] = specifiers(val, unit)
+        elif key == "EnvironmentFile":
+            optional = value.startswith("-")
+            path = specifiers(value.lstrip("-"), unit)
+            try:
+                env.update(read_environment_file(path))
+            except FileNotFoundError:
+                if not optional:
+                    raise
+    return env
+
+
+def _split_quoted(value: str) -> list[str]:
+    """``Environment=`` words: space-separated, each optionally in double quotes."""
+    words, current, quoted = [], "", False
+    for ch in value:
+        if ch == '"':
+            quoted = not quoted
+        elif ch.isspace() and not quoted:
+            if current:
+                words.append(current)
+            current = ""
+        else:
+            current += ch
+    if current:
+        words.append(current)
+    return words
 
 
 def journal(unit: str, ident: str, message: str) -> None:
@@ -61,7 +140,8 @@ class Supervisor:
         path = unitstate.unit_file(unit)
         assert path is not None, f"unit {unit} has no unit file"
         self.unit = unit
-        self.spec = parse_unit(path)
+        self.entries = unit_entries(path)
+        self.spec = dict(self.entries)
         self.argv = self.spec["ExecStart"].split()
         self.description = self.spec.get("Description", unit)
         self.udir = unitstate.unit_dir(unit)
@@ -97,7 +177,19 @@ class Supervisor:
                     pass
             self.status("activating", "start")
             journal(self.unit, "systemd[1]", f"Starting {self.unit} - {self.description}...")
-            pid, output = self.spawn()
+            try:
+                env = unit_environment(self.unit, self.entries, dict(os.environ))
+            except OSError as exc:
+                journal_lines(self.unit, "systemd[1]", [
+                    f"{self.unit}: Failed to load environment files: {exc.strerror}",
+                    f"{self.unit}: Failed to run 'start' task: {exc.strerror}",
+                    f"{self.unit}: Failed with result 'resources'.",
+                    f"Failed to start {self.unit} - {self.description}.",
+                ])
+                unitstate.write_status(self.unit, state="failed", substate="failed", result="resources",
+                                       exits=self.exits + 1)
+                return 0
+            pid, output = self.spawn(env)
             self.status("activating", "start", mainPid=pid)
             code = self.wait_main(pid, output, wake)
             record_exit(self.udir, code)
@@ -122,10 +214,10 @@ class Supervisor:
         unitstate.write_status(self.unit, state=state, substate=substate, supervisorPid=os.getpid(),
                                attempt=self.attempt, exits=self.exits, **extra)
 
-    def spawn(self) -> tuple[int, int]:
+    def spawn(self, env: dict[str, str]) -> tuple[int, int]:
         """Start ExecStart with stdin from /dev/null and stdout+stderr into a pipe: (pid, pipe)."""
         out_r, out_w = os.pipe()  # both non-inheritable: the child gets out_w only through dup2
-        env = dict(os.environ, NOTIFY_FILE=self.notify)
+        env = dict(env, NOTIFY_FILE=self.notify)
         try:
             pid = os.posix_spawnp(self.argv[0], self.argv, env, file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
