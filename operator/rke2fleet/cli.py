@@ -88,9 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", "-v", action="store_true")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="json: one JSON object per line (for log collectors)")  # fmt: skip
+    p.add_argument("--shard", default="0/1", metavar="INDEX/COUNT",
+                   help="take only the clusters whose stable hash falls on INDEX of COUNT shards (with their "
+                   "nodes, snapshots, restores); run one Deployment per INDEX")  # fmt: skip
     lease = p.add_argument_group("leader election (several replicas: only the leader acts)")
     lease.add_argument("--leader-elect", action="store_true", help="run only while holding the Lease")
-    lease.add_argument("--lease-name", default="rke2fleet", help="coordination.k8s.io Lease name")
+    lease.add_argument("--lease-name", default="rke2fleet",
+                       help="coordination.k8s.io Lease name (a shard's gets -shard-INDEX-of-COUNT)")  # fmt: skip
     lease.add_argument("--lease-namespace", default="", help="its namespace (default: $POD_NAMESPACE or default)")
     lease.add_argument("--lease-duration", type=float, default=15.0, help="seconds a standby waits on a silent leader")
     lease.add_argument("--renew-deadline", type=float, default=10.0, help="seconds the leader may fail to renew")

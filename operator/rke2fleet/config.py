@@ -18,6 +18,9 @@ class Settings:
     metrics_port: int = 0  # 0: no metrics endpoint
     # Where air-gap release assets are cached once fetched ("": a directory under the temp dir).
     artifact_cache: str = ""
+    # This process's shard of the fleet (rke2fleet run --shard INDEX/COUNT).
+    shard_index: int = 0
+    shard_count: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:

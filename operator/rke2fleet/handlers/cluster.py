@@ -12,6 +12,7 @@ from rke2fleet.config import SETTINGS
 from rke2fleet.engine.cluster_pass import cluster_pass
 from rke2fleet.engine.records import ClusterRecord
 from rke2fleet.handlers.observe import observed
+from rke2fleet.handlers.shards import mine
 from rke2fleet.handlers.state import FleetState
 from rke2fleet.handlers.status import export_cluster, post_events, write_cluster
 
@@ -43,9 +44,9 @@ async def reconcile(fleet: FleetState, record: ClusterRecord, kw: dict[str, Any]
         raise kopf.PermanentError(out.permanent)
 
 
-@kopf.on.resume(GROUP, VERSION, "rke2clusters")
-@kopf.on.create(GROUP, VERSION, "rke2clusters")
-@kopf.on.update(GROUP, VERSION, "rke2clusters", field="spec")
+@kopf.on.resume(GROUP, VERSION, "rke2clusters", when=mine)
+@kopf.on.create(GROUP, VERSION, "rke2clusters", when=mine)
+@kopf.on.update(GROUP, VERSION, "rke2clusters", field="spec", when=mine)
 async def cluster_changed(*, memo: Any, name: str, namespace: Any, **kw: Any) -> None:
     fleet: FleetState = memo.fleet
     record = record_of(name, namespace, kw)
@@ -54,7 +55,8 @@ async def cluster_changed(*, memo: Any, name: str, namespace: Any, **kw: Any) ->
             await reconcile(fleet, record, kw)
 
 
-@kopf.timer(GROUP, VERSION, "rke2clusters", interval=CLUSTER_GAP, initial_delay=CLUSTER_GAP)
+@kopf.timer(GROUP, VERSION, "rke2clusters", interval=CLUSTER_GAP, initial_delay=CLUSTER_GAP,
+            when=mine)  # fmt: skip
 async def cluster_tick(*, memo: Any, name: str, namespace: Any, **kw: Any) -> None:
     fleet: FleetState = memo.fleet
     stopped = kw["stopped"]  # Kopf's stop flag of timers and daemons (not in its TimerFn protocol)
@@ -76,7 +78,7 @@ async def cluster_tick(*, memo: Any, name: str, namespace: Any, **kw: Any) -> No
             pass  # already in status; the timer keeps looking for a fixed spec
 
 
-@kopf.on.delete(GROUP, VERSION, "rke2clusters")
+@kopf.on.delete(GROUP, VERSION, "rke2clusters", when=mine)
 async def cluster_deleted(*, name: str, namespace: Any, memo: Any, **kw: Any) -> None:
     fleet: FleetState = memo.fleet
     remaining = [r.name for r in fleet.store.bind(kw).nodes(namespace, name)]

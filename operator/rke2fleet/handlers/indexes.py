@@ -14,6 +14,7 @@ import kopf
 
 from rke2fleet import GROUP, VERSION
 from rke2fleet.engine.records import ClusterRecord, NodeRecord, ObjectRecord
+from rke2fleet.handlers.shards import mine
 
 WAKE_DELAY = 0.05  # after the index store holds the new entry (Kopf stores it once we return)
 
@@ -21,7 +22,7 @@ WAKE_DELAY = 0.05  # after the index store holds the new entry (Kopf stores it o
 # pool, and a thread hop per watch event is costly at 1,000 objects (and `clusters` needs the loop).
 
 
-@kopf.index(GROUP, VERSION, "rke2clusters")
+@kopf.index(GROUP, VERSION, "rke2clusters", when=mine)
 async def clusters(
     *, namespace: Any, name: str, spec: Any, status: Any, uid: str, meta: Any, memo: Any, **_: Any
 ) -> Any:
@@ -53,7 +54,7 @@ def desired_stamp(record: ClusterRecord | None) -> tuple[Any, ...]:
     return (record.generation, st.get("targetVersion"), st.get("initServer"), st.get("tokenSecretName"))
 
 
-@kopf.index(GROUP, VERSION, "rke2nodes")
+@kopf.index(GROUP, VERSION, "rke2nodes", when=mine)
 async def nodes(*, namespace: Any, name: str, spec: Any, status: Any, meta: Any, memo: Any, **_: Any) -> Any:
     record = NodeRecord(
         namespace=namespace,
@@ -100,12 +101,12 @@ def object_record(namespace: Any, name: str, spec: Any, status: Any, meta: Any) 
     )
 
 
-@kopf.index(GROUP, VERSION, "rke2snapshots")
+@kopf.index(GROUP, VERSION, "rke2snapshots", when=mine)
 async def snapshots(*, namespace: Any, name: str, spec: Any, status: Any, meta: Any, **_: Any) -> Any:
     return {(namespace, name): object_record(namespace, name, spec, status, meta)}
 
 
-@kopf.index(GROUP, VERSION, "rke2restores")
+@kopf.index(GROUP, VERSION, "rke2restores", when=mine)
 async def restores(*, namespace: Any, name: str, spec: Any, status: Any, meta: Any, **_: Any) -> Any:
     record = object_record(namespace, name, spec, status, meta)
     return {record.cluster_key: record}

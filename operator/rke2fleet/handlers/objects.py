@@ -15,6 +15,7 @@ from rke2fleet.engine.records import ObjectRecord
 from rke2fleet.engine.restore import FINISHED, restore_pass
 from rke2fleet.engine.snapshots import delete_snapshot, snapshot_pass
 from rke2fleet.handlers.indexes import object_record
+from rke2fleet.handlers.shards import mine
 from rke2fleet.handlers.state import FleetState
 from rke2fleet.handlers.status import post_events
 
@@ -32,12 +33,16 @@ def unfinished(status: Any, **_: Any) -> bool:
     return status.get("phase") not in (*FINISHED, "Ready")
 
 
+def unfinished_and_mine(**kw: Any) -> bool:
+    return unfinished(**kw) and mine(**kw)
+
+
 def remember(fleet: FleetState, out: ObjectOutcome, kw: dict[str, Any]) -> None:
     fleet.object_status[str(kw["uid"])] = out.stored
     post_events(kw["body"], out.events)
 
 
-@kopf.timer(GROUP, VERSION, "rke2snapshots", interval=OBJECT_TICK, when=unfinished)
+@kopf.timer(GROUP, VERSION, "rke2snapshots", interval=OBJECT_TICK, when=unfinished_and_mine)
 async def snapshot_tick(*, memo: Any, name: str, namespace: Any, **kw: Any) -> None:
     fleet: FleetState = memo.fleet
     fleet.store.bind(kw)
@@ -47,7 +52,7 @@ async def snapshot_tick(*, memo: Any, name: str, namespace: Any, **kw: Any) -> N
     remember(fleet, await snapshot_pass(fleet.engine, record), kw)
 
 
-@kopf.on.delete(GROUP, VERSION, "rke2snapshots")
+@kopf.on.delete(GROUP, VERSION, "rke2snapshots", when=mine)
 async def snapshot_deleted(*, memo: Any, name: str, namespace: Any, **kw: Any) -> None:
     fleet: FleetState = memo.fleet
     fleet.store.bind(kw)
@@ -55,7 +60,7 @@ async def snapshot_deleted(*, memo: Any, name: str, namespace: Any, **kw: Any) -
     fleet.object_status.pop(str(kw["uid"]), None)
 
 
-@kopf.timer(GROUP, VERSION, "rke2restores", interval=OBJECT_TICK, when=unfinished)
+@kopf.timer(GROUP, VERSION, "rke2restores", interval=OBJECT_TICK, when=unfinished_and_mine)
 async def restore_tick(*, memo: Any, name: str, namespace: Any, **kw: Any) -> None:
     fleet: FleetState = memo.fleet
     fleet.store.bind(kw)

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import uuid
 from typing import Any
@@ -16,6 +17,7 @@ import kopf
 
 from rke2fleet import GROUP, config
 from rke2fleet.engine.core import close, connect
+from rke2fleet.handlers.shards import parse_shard
 from rke2fleet.handlers.state import FleetState
 from rke2fleet.logs import configure_logging
 from rke2fleet.store.kube import KubeStore
@@ -92,7 +94,12 @@ def run_operator(args: argparse.Namespace) -> int:
     logging.getLogger("kopf.objects").setLevel(logging.INFO)
     logging.getLogger("kopf.objects").addFilter(QuietTimers())
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
-    config.configure(metrics_port=args.metrics_port)
+    try:
+        index, count = parse_shard(getattr(args, "shard", "0/1"))
+    except ValueError as exc:
+        print(f"rke2fleet run: {exc}", file=sys.stderr)
+        return 2
+    config.configure(metrics_port=args.metrics_port, shard_index=index, shard_count=count)
     register_handlers()
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     namespaces = tuple(args.namespace)
@@ -164,7 +171,9 @@ def _elector(args: argparse.Namespace) -> LeaderElector | None:
         return None
     identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
     namespace = args.lease_namespace or os.environ.get("POD_NAMESPACE") or "default"
+    settings = config.SETTINGS
+    shard = f"-shard-{settings.shard_index}-of-{settings.shard_count}" if settings.shard_count > 1 else ""
     return LeaderElector(LeaseConfig(
-        name=args.lease_name, namespace=namespace, identity=identity, lease_duration=args.lease_duration,
+        name=args.lease_name + shard, namespace=namespace, identity=identity, lease_duration=args.lease_duration,
         renew_deadline=args.renew_deadline, retry_period=args.retry_period,
     ))  # fmt: skip
