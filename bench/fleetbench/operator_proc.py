@@ -141,7 +141,7 @@ class Api:
     def create_token_secret(self, token: str) -> None:
         body = {
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": TOKEN_SECRET, "namespace": NS},
+            "metadata": {"name": TOKEN_SECRET, "namespace": NS, "labels": {"rke2fleet.io/token": "true"}},
             "data": {"token": base64.b64encode(token.encode()).decode()},
         }  # fmt: skip
         self.core.create_namespaced_secret(NS, body)  # type: ignore[arg-type]

@@ -49,7 +49,7 @@ def test_given_token_and_wrong_token(e2e: E2E) -> None:
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "my-token", "namespace": NS},
+            "metadata": {"name": "my-token", "namespace": NS, "labels": {"rke2fleet.io/token": "true"}},
             "data": {"token": base64.b64encode(given.encode()).decode()},
         },
         cluster(sb, "tok", NS, servers=1, extra_spec={"tokenSecretRef": {"name": "my-token", "key": "token"}}),

@@ -110,4 +110,4 @@ def test_snapshot_then_restore_back_to_it(e2e: E2E) -> None:
     stalled = next(c for c in refused["conditions"] if c["type"] == "Stalled")
     assert stalled["reason"] == "SnapshotNodeGone" and other.name in stalled["message"]
     assert not [e for e in world_since(sb, since) if e["event"] == "down"], "a unit was stopped"
-    assert phase(kube, "rke2clusters", "rs") == "Ready"
+    assert phase(kube, "rke2clusters", "rs") == "Ready", (kube.get("rke2clusters", "rs") or {}).get("status")

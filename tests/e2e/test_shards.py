@@ -3,6 +3,8 @@ the process of its shard only; neither touches the other's objects or hosts."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from rke2fleet.handlers.shards import shard_of
@@ -27,7 +29,11 @@ def test_two_shards_split_the_clusters(e2e: E2E) -> None:
     alpha_host, beta_host = sb.servers[0].name, sb.servers[1].name
     assert f"node {alpha_host}:" in zero.log() and f"node {beta_host}:" not in zero.log()
     assert f"node {beta_host}:" in one.log() and f"node {alpha_host}:" not in one.log()
-    # Each object carries only its own shard's finalizer work: one finalizer, from one process.
-    for name in (alpha_host, beta_host):
-        assert (kube.get("rke2nodes", name) or {})["metadata"]["finalizers"] == ["rke2fleet.io/finalizer"]
+    # Each object carries its own shard's finalizer only, and keeps it: a shard never strips
+    # another's (Kopf removes its finalizer from objects none of its handlers match).
+    time.sleep(3)
+    for name, shard in ((alpha_host, 0), (beta_host, 1)):
+        for plural, obj in (("rke2nodes", name), ("rke2clusters", "alpha" if shard == 0 else "beta")):
+            meta = (kube.get(plural, obj) or {})["metadata"]
+            assert meta.get("finalizers") == [f"rke2fleet.io/finalizer-shard-{shard}-of-2"], meta
     assert zero.metric("rke2fleet_ssh_commands_total") > 0 and one.metric("rke2fleet_ssh_commands_total") > 0

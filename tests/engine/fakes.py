@@ -81,6 +81,14 @@ def etcd_snapshots(node: str = "s1", when: int = 1_800_000_000) -> Answer:
     return answer
 
 
+def seed_secret(store: MemoryStore, name: str, data: dict[str, bytes], *, ours: bool = True,
+                labels: dict[str, str] | None = None) -> None:  # fmt: skip
+    """A Secret as it is in the namespace: the operator's own (kept by it, maybe edited since), or not."""
+    store.secrets[(NS, name)] = data
+    store.secret_labels[(NS, name)] = {"app.kubernetes.io/managed-by": "rke2fleet"} if ours else dict(labels or {})
+    store.secret_owners[(NS, name)] = ["u-1"] if ours else []
+
+
 def cluster_spec(**spec: Any) -> dict[str, Any]:
     return {
         "version": V36,

@@ -19,6 +19,7 @@ from tests.engine.fakes import (
     etcd_snapshots,
     health_answer,
     kube_nodes,
+    seed_secret,
     serving_status,
     set_status,
     world,
@@ -79,7 +80,7 @@ def running(approved: str = V35, **extra: Any) -> Any:
     version = approved
     engine, store, hosts = world(cluster=cluster_spec(**extra), status={
         "initServer": "s1", "targetVersion": approved, "tokenSecretName": "prod-token", "phase": "Ready"})  # fmt: skip
-    store.secrets[(NS, "prod-token")] = {"token": b"t0ken"}
+    seed_secret(store, "prod-token", {"token": b"t0ken"})
     for name in ("s1", "s2", "s3"):
         set_status(store, name, serving_status(version))
     set_status(store, "a1", serving_status(version, "agent"))
@@ -156,7 +157,7 @@ async def test_a_node_that_stops_answering_degrades_the_cluster_and_is_rechecked
 
 async def test_a_token_secret_edited_by_hand_is_rotated_the_rke2_way() -> None:
     engine, store, hosts = running(V36)
-    store.secrets[(NS, "prod-token")] = {"token": b"edited"}
+    seed_secret(store, "prod-token", {"token": b"edited"})
     out = await run(store, engine)
     rotate = [c for c in hosts.commands("10.0.0.1") if "token rotate" in c]
     assert len(rotate) == 1 and "edited" not in rotate[0]  # the new token goes on stdin only
@@ -173,7 +174,7 @@ async def test_a_health_read_older_than_the_rotation_does_not_rotate_again() -> 
     """The servers' token files as a cached read saw them before the rotation say 'old': that
     must not make the next pass rotate once more."""
     engine, store, hosts = running(V36)
-    store.secrets[(NS, "prod-token")] = {"token": b"edited"}
+    seed_secret(store, "prod-token", {"token": b"edited"})
     out = await run(store, engine)  # reads health (old token, cached), then rotates on s1
     store.put_cluster(replace(store.cluster(NS, "prod"), status={  # type: ignore[type-var]
         **store.cluster(NS, "prod").status, "tokenRotation": fields_of(out.status)["tokenRotation"]}))  # type: ignore[union-attr]
@@ -184,7 +185,7 @@ async def test_a_health_read_older_than_the_rotation_does_not_rotate_again() -> 
 
 async def test_a_failed_rotation_is_reported_and_servers_out_of_step_stall() -> None:
     engine, store, hosts = running(V36)
-    store.secrets[(NS, "prod-token")] = {"token": b"edited"}
+    seed_secret(store, "prod-token", {"token": b"edited"})
     hosts.answer(lambda addr, what: (1, "401 Unauthorized edited") if "token rotate" in what else None)
     out = await run(store, engine)
     assert cond(out, "TokenReady").reason == "TokenRotationFailed" and "edited" not in cond(out, "TokenReady").message
@@ -222,7 +223,7 @@ users:
 
 async def test_the_new_token_rolls_servers_then_agents() -> None:
     engine, store, hosts = running(V36)
-    store.secrets[(NS, "prod-token")] = {"token": b"new"}
+    seed_secret(store, "prod-token", {"token": b"new"})
     new = password_sha256("new")
     rotation = {"phase": "Servers", "server": "s1", "done": []}
     store.put_cluster(replace(store.cluster(NS, "prod"), status={**store.cluster(NS, "prod").status,

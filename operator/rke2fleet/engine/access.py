@@ -87,8 +87,13 @@ def token_ref(cluster_name: str, cluster: RKE2ClusterSpec) -> tuple[str, str]:
     return (ref.name, ref.key) if ref else (f"{cluster_name}-token", "token")
 
 
-async def read_token(engine: Engine, namespace: str, cluster_name: str, cluster: RKE2ClusterSpec) -> str:
+async def read_token(
+    engine: Engine, namespace: str, cluster_name: str, cluster: RKE2ClusterSpec, *, verified: bool = True
+) -> str:
+    """The join token; `verified`: only from the Secret the cluster pass vouched for."""
     name, key = token_ref(cluster_name, cluster)
+    if verified and engine.memory.token_verified.get((namespace, cluster_name)) != name:
+        raise Waiting("WaitingForCluster", f"waiting for RKE2Cluster {cluster_name} to check its token Secret", 2)
     data = await engine.store.read_secret(namespace, name, shared=True)
     if not data or not data.get(key):
         raise Waiting("TokenMissing", f"waiting for the join token Secret {name}")

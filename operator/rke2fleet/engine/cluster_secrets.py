@@ -11,6 +11,7 @@ from rke2fleet.api.conditions import Cond
 from rke2fleet.engine.access import Waiting, node_paths, target_of, token_ref
 from rke2fleet.engine.core import Engine
 from rke2fleet.engine.outcome import ClusterOutcome
+from rke2fleet.engine.ownership import TOKEN_LABEL, conflict_message, foreign, token_label_missing
 from rke2fleet.engine.records import ClusterRecord, NodeRecord
 from rke2fleet.hostaccess import HostAccessError
 from rke2fleet.reconcile.kubeconfig import KubeconfigError, rewrite_kubeconfig
@@ -22,15 +23,36 @@ SOURCE_ANNOTATION = f"{GROUP}/source-sha256"
 async def ensure_token(
     engine: Engine, crec: ClusterRecord, cluster: RKE2ClusterSpec, init: NodeRecord | None
 ) -> tuple[str, bool]:
-    """The token Secret's name, and whether this pass created it by adopting the init server's."""
+    """The token Secret's name, and whether this pass created it by adopting the init server's.
+    Node passes use the token only once this has vouched for its Secret (engine.memory)."""
+    try:
+        name, created = await _token_secret(engine, crec, cluster, init)
+    except Waiting:
+        engine.memory.token_verified.pop(crec.key, None)
+        raise
+    engine.memory.token_verified[crec.key] = name
+    return name, created
+
+
+async def _token_secret(
+    engine: Engine, crec: ClusterRecord, cluster: RKE2ClusterSpec, init: NodeRecord | None
+) -> tuple[str, bool]:
     if cluster.token_secret_ref:
         name, key = token_ref(crec.name, cluster)
         data = await engine.store.read_secret(crec.namespace, name)
         if not data or not data.get(key):
             raise Waiting("TokenSecretMissing", f"Secret {name} (key {key}) named by spec.tokenSecretRef not found", 10)
+        meta = await engine.store.read_secret_meta(crec.namespace, name) or {}
+        if token_label_missing(meta):
+            label = "=".join(TOKEN_LABEL)
+            raise Waiting("TokenSecretNotLabelled", f"Secret {name} named by spec.tokenSecretRef lacks the label "
+                          f"{label}; the operator uses only token Secrets labelled for it", 30)  # fmt: skip
         return name, False
     secret = f"{crec.name}-token"
     if await engine.store.read_secret(crec.namespace, secret):
+        meta = await engine.store.read_secret_meta(crec.namespace, secret) or {}
+        if foreign(meta, crec.uid):
+            raise Waiting("SecretConflict", conflict_message(secret, "join token"), 30)
         return secret, False
     token: str | None = None
     if init is not None:
@@ -102,6 +124,8 @@ async def kubeconfig(
     seen = engine.memory.kubeconfig_seen.get(source.key)  # the node passes report its hash
     try:
         meta = await engine.store.read_secret_meta(crec.namespace, name)
+        if meta is not None and foreign(meta, crec.uid):
+            raise Waiting("SecretConflict", conflict_message(name, "kubeconfig"), 30)
         published_from = (meta or {}).get("annotations", {}).get(SOURCE_ANNOTATION)
         if meta is None or (seen is not None and published_from != kubeconfig_source(seen, address)):
             await publish_kubeconfig(engine, crec, cluster, source, address)

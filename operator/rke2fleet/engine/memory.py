@@ -39,6 +39,10 @@ class Memory:
         self.last_events[key] = {(e.reason, e.message) for e in events if e.type == "Warning"}
         return fresh
 
+    # Per cluster, the token Secret its last cluster pass vouched for (labelled, not another's):
+    # node passes use no other.
+    token_verified: dict[ClusterKey, str] = field(default_factory=dict)
+
     def saw_token(self, ckey: ClusterKey, server: str, sha256: str, read_at: float) -> None:
         """A server's token file as read at `read_at`; an older read than the one kept is ignored."""
         if read_at >= self.server_tokens_at[ckey].get(server, float("-inf")):
@@ -53,5 +57,6 @@ class Memory:
         self.cluster_tokens.pop(ckey, None)
         self.server_tokens.pop(ckey, None)
         self.server_tokens_at.pop(ckey, None)
+        self.token_verified.pop(ckey, None)
         self.health.pop(ckey, None)
         self.busy.pop(ckey, None)

@@ -26,11 +26,19 @@ from rke2fleet.store.lease import LeaderElector, LeaseConfig
 FINALIZER = f"{GROUP}/finalizer"
 
 
+def finalizer() -> str:
+    """Each shard its own finalizer: Kopf removes its finalizer from objects none of its handlers
+    match, so with one shared name a shard would strip the others' and their objects could go
+    before their hosts are cleaned up."""
+    s = config.SETTINGS
+    return FINALIZER if s.shard_count <= 1 else f"{FINALIZER}-shard-{s.shard_index}-of-{s.shard_count}"
+
+
 @kopf.on.startup()
 async def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: Any) -> None:
     from rke2fleet import metrics
 
-    settings.persistence.finalizer = FINALIZER
+    settings.persistence.finalizer = finalizer()
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"

@@ -27,6 +27,7 @@ class Manifests:
     cluster: dict[str, Any]
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     secrets: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    secret_labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -59,6 +60,7 @@ def load(paths: list[str]) -> Manifests:
     clusters: list[tuple[str, dict[str, Any]]] = []
     nodes: list[tuple[str, dict[str, Any]]] = []
     secrets: dict[tuple[str, str], dict[str, bytes]] = {}
+    labels: dict[tuple[str, str], dict[str, str]] = {}
     for path in paths:
         try:
             text, source = _read(path)
@@ -80,6 +82,8 @@ def load(paths: list[str]) -> Manifests:
                 nodes.append((ns, doc))
             elif doc.get("kind") == "Secret" and doc.get("apiVersion") == "v1":
                 secrets[(ns, str(doc["metadata"]["name"]))] = _secret_data(doc, source, errors)
+                raw_labels = doc["metadata"].get("labels") or {}
+                labels[(ns, str(doc["metadata"]["name"]))] = {str(k): str(v) for k, v in raw_labels.items()}
     if not errors and len(clusters) != 1:
         names = ", ".join(f"{ns}/{c['metadata']['name']}" for ns, c in clusters) or "none"
         errors.append(f"the files must hold exactly one RKE2Cluster (found: {names})")
@@ -95,6 +99,7 @@ def load(paths: list[str]) -> Manifests:
             errors.append(f"RKE2Node/{name}: metadata.name: given twice")
         out.nodes[name] = doc
     out.secrets = {name: data for (ns, name), data in secrets.items() if ns == namespace}
+    out.secret_labels = {name: lb for (ns, name), lb in labels.items() if ns == namespace}
     if errors:
         raise ManifestError(errors)
     return out

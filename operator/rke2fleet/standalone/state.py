@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rke2fleet.engine.ownership import MANAGED_BY
 from rke2fleet.engine.ports import Plural
 from rke2fleet.engine.records import ClusterRecord, NodeRecord, ObjectRecord
 from rke2fleet.standalone.manifests import Manifests
@@ -182,10 +183,14 @@ class FileStore:
         return None if kept is None else {k: base64.b64decode(v) for k, v in kept["data"].items()}
 
     async def read_secret_meta(self, namespace: str, name: str) -> dict[str, Any] | None:
-        if name in self.manifests.secrets:
-            return {"annotations": {}, "uid": None}
+        if name in self.manifests.secrets:  # the user's: as labelled in the files
+            return {"annotations": {}, "uid": None, "labels": dict(self.manifests.secret_labels.get(name, {})),
+                    "owners": []}  # fmt: skip
         kept = self.state.secret(name)
-        return None if kept is None else {"annotations": dict(kept.get("annotations") or {}), "uid": None}
+        if kept is None:
+            return None
+        return {"annotations": dict(kept.get("annotations") or {}), "uid": None, "labels": dict(MANAGED_BY),
+                "owners": []}  # fmt: skip
 
     async def apply_secret(
         self,

@@ -20,11 +20,11 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from rke2fleet import GROUP, VERSION
+from rke2fleet.engine.ownership import MANAGED_BY
 from rke2fleet.engine.ports import Plural
 
 REQUEST_TIMEOUT = 30.0
 
-MANAGED_BY = {"app.kubernetes.io/managed-by": "rke2fleet"}
 
 
 class KubeApi:
@@ -102,7 +102,9 @@ class KubeApi:
         if obj is None:
             return None
         meta = obj.get("metadata") or {}
-        return {"annotations": dict(meta.get("annotations") or {}), "uid": meta.get("uid")}
+        return {"annotations": dict(meta.get("annotations") or {}), "uid": meta.get("uid"),
+                "labels": dict(meta.get("labels") or {}),
+                "owners": [str(o.get("uid")) for o in meta.get("ownerReferences") or []]}  # fmt: skip
 
     async def apply_secret(
         self,

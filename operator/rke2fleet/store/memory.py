@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from rke2fleet.engine.ownership import MANAGED_BY
 from rke2fleet.engine.ports import Plural
 from rke2fleet.engine.records import ClusterRecord, NodeRecord, ObjectRecord
 
@@ -30,6 +31,8 @@ class MemoryStore:
         self.node_records: dict[tuple[str, str], NodeRecord] = {}
         self.secrets: dict[tuple[str, str], dict[str, bytes]] = {}
         self.secret_annotations: dict[tuple[str, str], dict[str, str]] = {}
+        self.secret_labels: dict[tuple[str, str], dict[str, str]] = {}
+        self.secret_owners: dict[tuple[str, str], list[str]] = {}
         self.objects: dict[tuple[str, str, str], ObjectRecord] = {}  # (plural, namespace, name)
         self.writes: list[tuple[str, str, str, dict[str, Any]]] = []  # (what, namespace, name, fields)
 
@@ -91,7 +94,13 @@ class MemoryStore:
     async def read_secret_meta(self, namespace: str, name: str) -> dict[str, Any] | None:
         if (namespace, name) not in self.secrets:
             return None
-        return {"annotations": dict(self.secret_annotations.get((namespace, name), {})), "uid": None}
+        key = (namespace, name)
+        return {
+            "annotations": dict(self.secret_annotations.get(key, {})),
+            "uid": None,
+            "labels": dict(self.secret_labels.get(key, {})),
+            "owners": list(self.secret_owners.get(key, [])),
+        }
 
     async def apply_secret(
         self,
@@ -108,5 +117,7 @@ class MemoryStore:
             return False
         self.secrets[(namespace, name)] = dict(data)
         self.secret_annotations[(namespace, name)] = dict(annotations or {})
+        self.secret_labels[(namespace, name)] = {**MANAGED_BY, "app.kubernetes.io/component": component}
+        self.secret_owners[(namespace, name)] = [str(owner["uid"])] if owner.get("uid") else []
         self.writes.append(("secrets", namespace, name, {"component": component}))
         return True
