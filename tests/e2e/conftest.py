@@ -31,6 +31,8 @@ def secret_needles(kube: Kube, sandbox: Sandbox) -> dict[str, str]:
                 needles[f"token {s.metadata.name}"] = value.strip()
                 if "::" in value:
                     needles[f"token password {s.metadata.name}"] = value.strip().rsplit(":", 1)[-1]
+            elif key in ("password", "auth", "identitytoken"):  # registry credentials
+                needles[f"{key} {s.metadata.name}"] = value.strip()
             elif key == "value":
                 doc = yaml.safe_load(value)
                 user = doc["users"][0]["user"]
