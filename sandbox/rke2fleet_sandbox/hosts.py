@@ -230,7 +230,8 @@ def _setup_script(plan: HostPlan, seed: Path) -> str:
         target = tool_path(tool)
         lines.append(f"[ -e {target} ] || : > {target}")
         lines.append(f"mount --bind {run}/bin/{tool} {target}")
-    lines.append(f"mount --bind {run}/etc-hosts /etc/hosts")
+    # A minimal root (debootstrap, a slim container) may have none; /etc is this host's overlay here.
+    lines.append(f"[ -e /etc/hosts ] || : > /etc/hosts; mount --bind {run}/etc-hosts /etc/hosts")
     # A clean ~/.bashrc: the machine's own (pyenv) costs ~80 ms on every ssh exec.
     homes = {root_home}
     if plan.user != "root":

@@ -3,7 +3,7 @@
 The official client loads the credentials (kubeconfig or in-cluster, TLS, token refresh) and
 owns the connection pool; the calls themselves are plain JSON over that pool. Its generated API
 classes are not used: building `CoreV1Api` costs about a second of CPU at start-up (thousands
-of pydantic models in kubernetes>=33) and a model round trip per call, for four endpoints.
+of pydantic models in kubernetes>=37) and a model round trip per call, for four endpoints.
 Calls run in a thread so the event loop never blocks.
 """
 
