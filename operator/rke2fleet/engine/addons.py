@@ -6,7 +6,6 @@ cluster's API (kubectl on a serving server), then forgotten."""
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 from rke2fleet.api import RKE2ClusterSpec, SpecError, parse_node_spec
 from rke2fleet.api.status import AddonStatus
@@ -16,29 +15,24 @@ from rke2fleet.engine.outcome import ClusterOutcome, Event
 from rke2fleet.engine.records import ClusterRecord, NodeRecord
 from rke2fleet.hostaccess import HostAccessError, redact
 from rke2fleet.reconcile import kubectl
-from rke2fleet.reconcile.hostfiles import ADDON_PREFIX, addon_file_name
-
-KINDS = {"helmchart": "HelmChart", "helmchartconfig": "HelmChartConfig"}
+from rke2fleet.reconcile.hostfiles import addon_file_name, addon_key, addon_of_file
 
 
 def from_file(file: str) -> AddonStatus | None:
     """What a file the operator wrote names (for one found on a server after a restart)."""
-    stem = file.removeprefix(ADDON_PREFIX).removesuffix(".yaml")
-    kind, _, rest = stem.partition("-")
-    name, _, namespace = rest.partition(".")
-    if kind not in KINDS or not name:
+    named = addon_of_file(file)
+    if named is None:
         return None
-    return AddonStatus(name=name, kind=KINDS[kind], namespace=namespace or "kube-system", file=file,
-                       state="Removing")  # fmt: skip
+    kind, namespace, name = named
+    return AddonStatus(name=name, kind=kind, namespace=namespace, file=file, state="Removing")
 
 
 def _desired(cluster: RKE2ClusterSpec) -> dict[str, AddonStatus]:
     out: dict[str, AddonStatus] = {}
     for addon in cluster.addons:
-        meta: dict[str, Any] = addon["metadata"]
+        kind, namespace, name = addon_key(addon)
         file = addon_file_name(addon)
-        out[file] = AddonStatus(name=meta["name"], kind=addon["kind"], file=file,
-                                namespace=meta.get("namespace") or "kube-system", state="Pending")  # fmt: skip
+        out[file] = AddonStatus(name=name, kind=kind, namespace=namespace, file=file, state="Pending")
     return out
 
 

@@ -143,7 +143,7 @@ def desired_node(
         env["INSTALL_RKE2_VERSION"] = version
     passthrough = effective_config(cluster, node)
     paths = paths_for(passthrough)
-    fixed, addons_dir = candidate_paths(node.role, paths)
+    fixed, addons_dir = candidate_paths(unit_for(node.role), paths)
     airgap = cluster.install.airgap
     target = version or cluster.version
     return DesiredNode(
@@ -158,7 +158,7 @@ def desired_node(
         install_env=env,
         script_url=cluster.install.script_url,
         paths=paths,
-        files=managed_files(cluster, node.role, paths, credentials or {}),
+        files=managed_files(cluster, unit_for(node.role), paths, credentials or {}),
         file_candidates=fixed,
         addons_dir=addons_dir,
         cis=cluster.prepare_hosts and str(passthrough.get("profile") or "").startswith("cis"),

@@ -18,6 +18,8 @@ from rke2fleet.reconcile.paths import Paths, environment_file
 
 MARKER = "# Managed by rke2fleet"
 ADDON_PREFIX = "rke2fleet-"
+ADDON_NAMESPACE = "kube-system"  # where an add-on's object goes when its manifest names none
+ADDON_KINDS = {"helmchart": "HelmChart", "helmchartconfig": "HelmChartConfig"}
 # RKE2's defaults, used when the cluster does not set its own CIDRs (reference §4).
 DEFAULT_CLUSTER_CIDR = "10.42.0.0/16"
 DEFAULT_SERVICE_CIDR = "10.43.0.0/16"
@@ -29,7 +31,6 @@ class ManagedFile:
     content: bytes = field(repr=False)  # registry credentials: never log it
     mode: int
     restarts: bool  # RKE2 reads it at start only: a change needs a restart
-    kind: str  # what status and plans call it: registries | proxy | addon
 
     @property
     def sha256(self) -> str:
@@ -79,7 +80,12 @@ def render_registries(spec: RegistriesSpec, credentials: Mapping[str, Mapping[st
         doc["mirrors"] = mirrors
     if configs:
         doc["configs"] = configs
-    return (f"{MARKER}: edits are reverted.\n" + yaml.safe_dump(doc, sort_keys=False)).encode()
+    return _marked(yaml.safe_dump(doc, sort_keys=False))
+
+
+def _marked(body: str) -> bytes:
+    """A managed file: its first line says who wrote it (and that edits do not last)."""
+    return f"{MARKER}: edits are reverted.\n{body}".encode()
 
 
 def no_proxy(proxy: ProxySpec, cluster: RKE2ClusterSpec) -> list[str]:
@@ -100,56 +106,69 @@ def no_proxy(proxy: ProxySpec, cluster: RKE2ClusterSpec) -> list[str]:
 def render_proxy(proxy: ProxySpec, cluster: RKE2ClusterSpec) -> bytes:
     # systemd's EnvironmentFile syntax: KEY=value per line; values are validated URLs/hosts
     # without quotes, spaces or `$`, so nothing here needs escaping.
-    lines = [f"{MARKER}: edits are reverted."]
+    lines = []
     if proxy.http_proxy:
         lines.append(f"HTTP_PROXY={proxy.http_proxy}")
     if proxy.https_proxy:
         lines.append(f"HTTPS_PROXY={proxy.https_proxy}")
     lines.append("NO_PROXY=" + ",".join(no_proxy(proxy, cluster)))
-    return ("\n".join(lines) + "\n").encode()
+    return _marked("\n".join(lines) + "\n")
+
+
+def addon_key(addon: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(kind, namespace, name) of an add-on manifest."""
+    meta = addon["metadata"]
+    return str(addon["kind"]), str(meta.get("namespace") or ADDON_NAMESPACE), str(meta["name"])
 
 
 def addon_file_name(addon: Mapping[str, Any]) -> str:
-    meta = addon["metadata"]
-    namespace = str(meta.get("namespace") or "kube-system")
-    stem = f"{str(addon['kind']).lower()}-{meta['name']}"
-    if namespace != "kube-system":
+    kind, namespace, name = addon_key(addon)
+    stem = f"{kind.lower()}-{name}"
+    if namespace != ADDON_NAMESPACE:
         stem = f"{stem}.{namespace}"
     return f"{ADDON_PREFIX}{stem}.yaml"
 
 
+def addon_of_file(file: str) -> tuple[str, str, str] | None:
+    """(kind, namespace, name) an add-on file of addon_file_name's names; None for another file."""
+    stem = file.removeprefix(ADDON_PREFIX).removesuffix(".yaml")
+    kind, _, rest = stem.partition("-")
+    name, _, namespace = rest.partition(".")
+    if kind not in ADDON_KINDS or not name:
+        return None
+    return ADDON_KINDS[kind], namespace or ADDON_NAMESPACE, name
+
+
 def render_addon(addon: Mapping[str, Any]) -> bytes:
-    doc = {**addon, "metadata": {"namespace": "kube-system", **addon["metadata"]}}
-    return (f"{MARKER}: edits are reverted.\n" + yaml.safe_dump(doc, sort_keys=False)).encode()
+    doc = {**addon, "metadata": {"namespace": ADDON_NAMESPACE, **addon["metadata"]}}
+    return _marked(yaml.safe_dump(doc, sort_keys=False))
 
 
 def managed_files(
     cluster: RKE2ClusterSpec,
-    role: str,
+    unit: str,
     paths: Paths,
     credentials: Mapping[str, Mapping[str, str]],
 ) -> tuple[ManagedFile, ...]:
-    """The files this node should hold, besides config.yaml."""
+    """The files this node (of this unit) should hold, besides config.yaml."""
     files: list[ManagedFile] = []
     if cluster.registries is not None:
-        files.append(ManagedFile(paths.registries, render_registries(cluster.registries, credentials),
-                                 0o600, True, "registries"))  # fmt: skip
+        files.append(ManagedFile(paths.registries, render_registries(cluster.registries, credentials), 0o600, True))
     if cluster.proxy is not None:
-        unit = "rke2-server" if role == "server" else "rke2-agent"
-        files.append(ManagedFile(environment_file(unit), render_proxy(cluster.proxy, cluster), 0o600, True, "proxy"))
-    if role == "server":
+        files.append(ManagedFile(environment_file(unit), render_proxy(cluster.proxy, cluster), 0o600, True))
+    if unit == "rke2-server":
         for addon in cluster.addons:
-            path = f"{paths.manifests}/{addon_file_name(addon)}"
-            files.append(ManagedFile(path, render_addon(addon), 0o600, False, "addon"))
+            files.append(ManagedFile(f"{paths.manifests}/{addon_file_name(addon)}", render_addon(addon), 0o600, False))
     return tuple(files)
 
 
-def candidate_paths(role: str, paths: Paths) -> tuple[tuple[str, ...], str | None]:
+def candidate_paths(unit: str, paths: Paths) -> tuple[tuple[str, ...], str | None]:
     """Where managed files may be on this node (read by the facts script even when none is
     desired, so a dropped one is found and removed): fixed paths, and the add-on directory."""
-    unit = "rke2-server" if role == "server" else "rke2-agent"
-    return (paths.registries, environment_file(unit)), (paths.manifests if role == "server" else None)
+    return (paths.registries, environment_file(unit)), (paths.manifests if unit == "rke2-server" else None)
 
 
-def addon_name(path: str) -> str:
-    return path.rsplit("/", 1)[-1].removeprefix(ADDON_PREFIX).removesuffix(".yaml")
+def restarts(path: str) -> bool:
+    """RKE2 reads the file at start (registries, environment): a change or removal needs a
+    restart. An add-on does not: the deploy controller watches its directory."""
+    return not path.rsplit("/", 1)[-1].startswith(ADDON_PREFIX)

@@ -7,7 +7,7 @@ import shlex
 from collections.abc import Mapping
 
 from rke2fleet.reconcile.desired import DesiredNode
-from rke2fleet.reconcile.hostfiles import ADDON_PREFIX, MARKER
+from rke2fleet.reconcile.hostfiles import MARKER
 from rke2fleet.reconcile.paths import CIS_SYSCTL_PATH, CIS_SYSCTL_SOURCES
 
 # RKE2's documented preparation, idempotent: the etcd user and group, the shipped sysctl file
@@ -49,8 +49,3 @@ def remove_script(paths: list[str]) -> str:
         for p in paths
     ]
     return "\n".join(lines) + "\n"
-
-
-def restarts_for(desired: DesiredNode, path: str) -> bool:
-    """A removed file RKE2 reads at start (registries, environment) needs a restart; an add-on does not."""
-    return not path.rsplit("/", 1)[-1].startswith(ADDON_PREFIX)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from rke2fleet.reconcile.desired import DesiredNode
 from rke2fleet.reconcile.facts import HostFacts
-from rke2fleet.reconcile.hostprep import restarts_for, stale_files
+from rke2fleet.reconcile.hostfiles import restarts
+from rke2fleet.reconcile.hostprep import stale_files
 from rke2fleet.reconcile.steps import STEPS, Step
 
 __all__ = ["Action", "Plan", "Step", "plan_node"]
@@ -90,7 +91,7 @@ def plan_node(desired: DesiredNode, facts: HostFacts, *, cordoned: bool = False,
         parts = [f"{f.label} {'differs' if f.path in facts.files else 'missing'}" for f in changed]
         parts += [f"{p.rsplit('/', 1)[-1]} no longer wanted" for p in stale]
         actions.append(Action(Step.WRITE_FILES, ", ".join(parts)))
-    files_restart = any(f.restarts for f in changed) or any(restarts_for(desired, p) for p in stale)
+    files_restart = any(f.restarts for f in changed) or any(restarts(p) for p in stale)
 
     if not unit.enabled:
         actions.append(Action(Step.ENABLE, f"{desired.unit} not enabled"))
