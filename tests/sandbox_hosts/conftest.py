@@ -148,3 +148,11 @@ def ssh(
         [*ssh_argv(sandbox, host_name, known_hosts, user), command],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
+
+
+@pytest.fixture
+def known_hosts(sandbox: Sandbox, tmp_path: Path) -> Path:
+    """The sandbox's host keys as an OpenSSH known_hosts file (for the `ssh` client)."""
+    path = tmp_path / "known_hosts"
+    path.write_text(sandbox.known_hosts())
+    return path

@@ -16,13 +16,6 @@ from .conftest import ssh
 pytestmark = pytest.mark.sandbox
 
 
-@pytest.fixture
-def known_hosts(sandbox: Sandbox, tmp_path: Path) -> Path:
-    path = tmp_path / "known_hosts"
-    path.write_text(sandbox.known_hosts())
-    return path
-
-
 def test_each_host_has_its_hostname_and_private_filesystems(sandbox: Sandbox, known_hosts: Path) -> None:
     a, b = sandbox.servers
     for host in (a, b):

@@ -18,13 +18,6 @@ pytestmark = pytest.mark.sandbox
 USERADD = 'getent passwd etcd >/dev/null || useradd -r -c "etcd user" -s /sbin/nologin -M etcd -U'
 
 
-@pytest.fixture
-def known_hosts(sandbox: Sandbox, tmp_path: Path) -> Path:
-    path = tmp_path / "known_hosts"
-    path.write_text(sandbox.known_hosts())
-    return path
-
-
 def test_users_and_kernel_parameters_are_per_host(sandbox: Sandbox, known_hosts: Path) -> None:
     passwd = hashlib.sha256(Path("/etc/passwd").read_bytes()).hexdigest()
     a, b = sandbox.servers

@@ -236,15 +236,24 @@ def not_found(res: str, api_version: str, name: str) -> str:
     return f'Error from server (NotFound): {qualified(res, api_version)} "{name}" not found'
 
 
-def get_objects(store: fleetstore.Datastore, cluster: str, resource: str, names: list[str],
-                flags: dict[str, Any]) -> int:
-    data = store.cluster(cluster)
+def resource_type(resource: str, data: dict[str, Any]) -> tuple[str, str, str]:
+    """(apiVersion, kind, plural) of a resource name, or kubectl's refusal."""
     found = resolve(resource, data)
     if found is None:
         die(f'error: the server doesn\'t have a resource type "{resource}"')
-    api_version, kind, res = found
+    return found
+
+
+def namespace_flag(flags: dict[str, Any]) -> str:
+    return str(flags.get("-n") or flags.get("--namespace") or "default")
+
+
+def get_objects(store: fleetstore.Datastore, cluster: str, resource: str, names: list[str],
+                flags: dict[str, Any]) -> int:
+    data = store.cluster(cluster)
+    api_version, kind, res = resource_type(resource, data)
     all_ns = "-A" in flags or "--all-namespaces" in flags
-    namespace = str(flags.get("-n") or flags.get("--namespace") or "default")
+    namespace = namespace_flag(flags)
     namespaced = kind not in addons.CLUSTER_SCOPED
     items = addons.list_objects(data, api_version, kind)
     if namespaced and not all_ns:
@@ -303,11 +312,8 @@ COLUMNS: dict[str, tuple[list[str], Any]] = {
 def delete_objects(store: fleetstore.Datastore, cluster: str, resource: str, names: list[str],
                    flags: dict[str, Any]) -> int:
     data = store.cluster(cluster)
-    found = resolve(resource, data)
-    if found is None:
-        die(f'error: the server doesn\'t have a resource type "{resource}"')
-    api_version, kind, res = found
-    namespace = "" if kind in addons.CLUSTER_SCOPED else str(flags.get("-n") or flags.get("--namespace") or "default")
+    api_version, kind, res = resource_type(resource, data)
+    namespace = "" if kind in addons.CLUSTER_SCOPED else namespace_flag(flags)
     group = api_version.rpartition("/")[0]
     rc = 0
     for name in names:
