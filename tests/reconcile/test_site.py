@@ -175,3 +175,31 @@ async def test_artifacts_are_checked_against_the_releases_checksums(tmp_path: Pa
     with pytest.raises(ArtifactError, match="not found") as missing:
         await cache.bundle(f"file://{tmp_path}/nowhere", "amd64")
     assert missing.value.reason == "ArtifactMissing"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("registries", {"mirrors": {"docker.io/x y": {"endpoint": ["https://m"]}}}, "registry host"),
+        ("registries", {"mirrors": {"docker.io": {"endpoint": ["ftp://m"]}}}, "http"),
+        ("registries", {"mirrors": {"docker.io": {"endpoint": []}}}, "at least 1"),
+        ("registries", {"configs": {"m:5000": {"tls": {"caFile": "relative.pem"}}}}, "absolute path"),
+        ("registries", {"configs": {"m:5000": {"authSecretRef": {"name": "Bad_Name"}}}}, "DNS"),
+        ("proxy", {"httpProxy": "proxy:3128"}, "http"),
+        ("proxy", {"noProxy": ["a,b"]}, "commas"),
+        ("proxy", {"noProxy": ["$(reboot)"]}, "quotes"),
+    ],
+)
+def test_bad_registries_and_proxy_are_refused(field: str, value: Any, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        cluster_spec(**{field: value})
+
+
+def test_a_bastion_needs_a_valid_pinned_key() -> None:
+    ssh = {"privateKeySecretRef": {"name": "k", "key": "k"}}
+    with pytest.raises(SpecError, match="hostKey"):
+        cluster_spec(ssh={**ssh, "bastion": {"address": "jump.example"}})
+    with pytest.raises(SpecError, match="OpenSSH public key"):
+        cluster_spec(ssh={**ssh, "bastion": {"address": "jump.example", "hostKey": "not-a-key"}})
+    with pytest.raises(SpecError, match="hostname"):
+        cluster_spec(ssh={**ssh, "bastion": {"address": "ssh://jump", "hostKey": "x"}})
