@@ -10,6 +10,7 @@ from pathlib import Path
 from fleetbench.converge import ConvergeResult, Floor
 from fleetbench.load import LoadResult
 from fleetbench.steady import PassResult
+from fleetbench.steady_report import steady_rows
 
 
 @dataclass
@@ -58,19 +59,7 @@ def rows(r: Results) -> list[tuple[str, str, str]]:
     if ops and ans:
         ratio = (sum(ans) / len(ans)) / (sum(ops) / len(ops))
         out.append(("converge: Ansible / operator (mean wall times)", f"{ratio:.2f}x", ">= 5x"))
-    for p in r.steady:
-        missed = f", {p.hosts_missed} hosts without a pass" if p.hosts_missed else ""
-        by_kind = "; ".join(f"{n} {k}" for k, n in sorted(p.writes_by_kind.items())) or "none"
-        value = (
-            f"{p.per_pass:.2f} cmd/node/pass (max {p.max_per_pass}), API writes: {by_kind}, "
-            f"{p.passes} passes{missed}"
-        )
-        if p.kind == "wake":
-            # Every host's facts command runs on this machine's cores: N x cost / cores at best.
-            floor = p.hosts * r.facts_floor_s / (os.cpu_count() or 1)
-            value += f", trigger → last host done {p.seconds:.2f} s (host-CPU floor {floor:.2f} s)"
-        target = "≤ 1 cmd, 0 writes" + (", ≤ 2 s at 50" if p.kind == "wake" else "")
-        out.append((f"steady {p.kind} pass, {p.hosts} hosts", value, target))
+    out += steady_rows(r.steady, r.facts_floor_s)
     out += [("FAILED", f, "") for f in r.failures]
     return out + load_rows(r.load)
 

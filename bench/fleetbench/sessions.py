@@ -74,6 +74,10 @@ class VerboseSshds:
             H.wait_listening(host.address, host.port, deadline, self._procs[host.name], netns_pid=H.reach_from(host))
         return self
 
+    def pids(self) -> list[int]:
+        """The sshd listeners (each host's; the sessions are their children)."""
+        return [proc.pid for proc in self._procs.values()]
+
     def _pump(self) -> None:
         files = {name: open(self.sandbox.layout.logs / f"{name}.sshd.verbose.log", "ab") for name in self._procs}
         buffers: dict[str, bytes] = dict.fromkeys(self._procs, b"")

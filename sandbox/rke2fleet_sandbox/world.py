@@ -44,6 +44,8 @@ NET_LOCK = "\0rke2fleet-sandbox-net"
 FIRST_HOST_OCTET = 10
 LB_OCTET = 2
 INSTALLER_OCTET = 1
+HOSTS_PER_BLOCK = 240  # 127.0.N.10-249 (or a site's /24)
+MAX_SHARED_HOSTS = 2000  # a shared sandbox's hosts span consecutive 127.0.N.0/24 blocks
 INSTALLER_PORT = 8088
 START_TIMEOUT = 20.0
 
@@ -290,8 +292,8 @@ class Sandbox:
             raise ValueError("node_ready_delay and learner_delay must be >= 0")
         if servers < 0 or agents < 0 or not 0 <= sudo_hosts <= servers + agents:
             raise ValueError("servers, agents >= 0 and sudo_hosts <= servers + agents")
-        if servers + agents > 240:
-            raise ValueError("at most 240 hosts per sandbox")
+        if servers + agents > (HOSTS_PER_BLOCK if network != "shared" else MAX_SHARED_HOSTS):
+            raise ValueError(f"at most {HOSTS_PER_BLOCK} hosts per site, {MAX_SHARED_HOSTS} per shared sandbox")
         if network not in N.NETWORKS:
             raise ValueError(f"network must be one of {', '.join(N.NETWORKS)}")
         layout = StateLayout(Path(state_dir).resolve())
@@ -336,7 +338,7 @@ class Sandbox:
                 H.HostPlan(
                     name=name,
                     role=role,
-                    address=site.address(N.FIRST_HOST_OCTET + i) if site else f"127.0.{net}.{FIRST_HOST_OCTET + i}",
+                    address=site.address(N.FIRST_HOST_OCTET + i) if site else _host_address(net, i),
                     user=H.SUDO_USER if i >= len(names) - sudo_hosts else "root",
                 )
                 for i, (role, name) in enumerate(names)
@@ -595,10 +597,18 @@ def bindable(address: str, port: int) -> bool:
     return True
 
 
+def _host_address(net: int, index: int) -> str:
+    """Host `index` of a shared sandbox: 240 a block, from 127.0.N.10 on into 127.0.N+1.10, ...."""
+    return f"127.0.{net + index // HOSTS_PER_BLOCK}.{FIRST_HOST_OCTET + index % HOSTS_PER_BLOCK}"
+
+
 def _free_net_block(hosts: int, with_lb: bool, with_installer: bool) -> int:
-    """The first 127.0.N.0/24 whose host, balancer and installer addresses are all free (N >= 1)."""
+    """The first 127.0.N.0/24 whose host, balancer and installer addresses are all free (N >= 1);
+    over 240 hosts, the hosts go on into the blocks after it."""
     for net in range(1, 255):
-        addresses: list[tuple[str, int]] = [(f"127.0.{net}.{FIRST_HOST_OCTET + i}", 22) for i in range(hosts)]
+        if net + (hosts - 1) // HOSTS_PER_BLOCK > 254:
+            break
+        addresses: list[tuple[str, int]] = [(_host_address(net, i), 22) for i in range(hosts)]
         if with_lb:
             addresses += [(f"127.0.{net}.{LB_OCTET}", port) for port in DEFAULT_PORTS]
         if with_installer:
