@@ -9,9 +9,11 @@ What it keeps, as the real operator has it (`operator/rke2fleet/handlers/`):
 * the kinds `rke2fleet.io/v1alpha1` rke2clusters and rke2nodes, cluster-wide, standalone;
 * an index on each kind, with the same keys and entry shape as `handlers/indexes.py`;
 * on.resume / on.create / on.update(field="spec") on both kinds, and on.delete on both (so Kopf
-  adds the same finalizer to every object);
+  adds the same finalizer to the same objects), filtered as ours: a node of a paused cluster
+  that carries no finalizer is "parked" (`handlers/parked.py`) and gets only an on.event
+  handler, the rest these handlers;
 * one status write per object per change, the same fields a paused node gets from
-  `handlers/status.node_status_patch` (phase, observedGeneration, Ready/Reconciling/Stalled
+  `handlers/parked.node_parked` (phase, observedGeneration, Ready/Reconciling/Stalled
   conditions) built from a template, so the API writes and the watch events carry the same bytes;
 * timers at RKE2FLEET_NODE_TICK / RKE2FLEET_CLUSTER_TICK (interval = initial delay), like ours;
 * the settings of `handlers/runner.configure` (finalizer name, annotation progress and diff-base
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import logging
 import os
 from typing import Any
@@ -127,15 +130,36 @@ async def nothing(**_: Any) -> None:
     """Timers and deletion handlers: Kopf's own work only (a deletion handler adds the finalizer)."""
 
 
+def parked(*, meta: Any, namespace: Any, spec: Any, clusters: Any, **_: Any) -> bool:
+    """As handlers/parked.parked: no finalizer yet, and the node's cluster is paused."""
+    if f"{GROUP}/finalizer" in (meta.get("finalizers") or ()):
+        return False
+    try:
+        return any(c["spec"].get("paused") and not c["deleting"] for c in clusters[(namespace, spec.get("cluster"))])
+    except KeyError:
+        return False
+
+
+def tended(**kw: Any) -> bool:
+    return not parked(**kw)
+
+
+async def node_parked(*, type: Any, **kw: Any) -> None:
+    if type != "DELETED":
+        await node_changed(**kw)
+
+
 def register() -> None:
     """The handlers of each kind, under the handler ids ours have (they name the annotations)."""
     for kind, changed, tick in (("node", node_changed, NODE_TICK), ("cluster", cluster_changed, CLUSTER_TICK)):
         plural = f"rke2{kind}s"
-        kopf.on.resume(GROUP, VERSION, plural)(changed)
-        kopf.on.create(GROUP, VERSION, plural)(changed)
-        kopf.on.update(GROUP, VERSION, plural, field="spec")(changed)
-        kopf.timer(GROUP, VERSION, plural, id=f"{kind}_tick", interval=tick, initial_delay=tick)(nothing)
-        kopf.on.delete(GROUP, VERSION, plural, id=f"{kind}_deleted")(nothing)
+        when = tended if kind == "node" else None
+        kopf.on.resume(GROUP, VERSION, plural, when=when)(changed)
+        kopf.on.create(GROUP, VERSION, plural, when=when)(changed)
+        kopf.on.update(GROUP, VERSION, plural, field="spec", when=when)(changed)
+        kopf.timer(GROUP, VERSION, plural, id=f"{kind}_tick", interval=tick, initial_delay=tick, when=when)(nothing)
+        kopf.on.delete(GROUP, VERSION, plural, id=f"{kind}_deleted", when=when)(nothing)
+    kopf.on.event(GROUP, VERSION, "rke2nodes", when=parked)(node_parked)
 
 
 if os.environ.get("RKE2FLEET_FLOOR_WATCH_ONLY") != "1":
@@ -150,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     objects_log = logging.getLogger("kopf.objects")
     objects_log.setLevel(logging.INFO)
     objects_log.addFilter(lambda r: not (str(r.msg).startswith("Timer '") and str(r.msg).endswith("succeeded.")))
+    gc.freeze()  # as handlers/runner.run_operator does before kopf.run
     kopf.run(standalone=True, clusterwide=True, liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz")
     return 0
 

@@ -11,6 +11,7 @@ our kinds) give the lag that Kopf's own per-object processing costs on this mach
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import os
 import shutil
@@ -30,9 +31,11 @@ from fleetbench.fleet import CLUSTER, Fleet
 from fleetbench.operator_proc import KopfFloorProcess, KopfWatchProcess, OperatorProcess
 from fleetbench.steady import classify_writes
 from rke2fleet import API_VERSION
+from rke2fleet.handlers.shards import shard_of
 from rke2fleet.reconcile.tokens import generate_token
 
 PARKED = "parked"
+PARKED_PER_CLUSTER = 100  # paused clusters of this many nodes (spread over shards by cluster)
 PROBE_PERIOD = 0.010
 SUBJECTS: dict[str, type[OperatorProcess]] = {
     "operator": OperatorProcess,
@@ -49,6 +52,7 @@ class LoadResult:
     node_tick: float
     objects: int
     live_hosts: int
+    shards: int  # > 1: the operator ran as shard 0 of this many
     # operator start → every paused node shows Paused and (operator only: the floor does not
     # bring hosts up) the live cluster is Ready
     seconds: float
@@ -95,25 +99,44 @@ class LoopProbe(threading.Thread):
 
 
 def parked_docs(count: int, host_key: str) -> list[dict[str, Any]]:
-    """A paused cluster and `count` nodes on addresses nothing listens on (never contacted)."""
-    cluster = {
-        "apiVersion": API_VERSION, "kind": "RKE2Cluster", "metadata": {"name": PARKED, "namespace": "default"},
-        "spec": {"version": "v1.35.7+rke2r1", "paused": True, "registrationAddress": "10.255.0.1",
-                 "ssh": {"privateKeySecretRef": {"name": "fleet-ssh", "key": "ssh-privatekey"}}},
-    }  # fmt: skip
-    nodes = [
-        {"apiVersion": API_VERSION, "kind": "RKE2Node",
-         "metadata": {"name": f"parked-{i:04d}", "namespace": "default"},
-         "spec": {"cluster": PARKED, "role": "server" if i < 3 else "agent",
-                  "address": f"10.255.{i // 250}.{i % 250 + 2}", "hostKey": host_key}}
-        for i in range(count)
-    ]  # fmt: skip
-    return [cluster, *nodes]
+    """Paused clusters of PARKED_PER_CLUSTER nodes, `count` nodes in all, on addresses nothing
+    listens on (never contacted)."""
+    docs: list[dict[str, Any]] = []
+    for first in range(0, count, PARKED_PER_CLUSTER):
+        name = f"{PARKED}-{first // PARKED_PER_CLUSTER:03d}"
+        docs.append({
+            "apiVersion": API_VERSION, "kind": "RKE2Cluster", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"version": "v1.35.7+rke2r1", "paused": True, "registrationAddress": "10.255.0.1",
+                     "ssh": {"privateKeySecretRef": {"name": "fleet-ssh", "key": "ssh-privatekey"}}},
+        })  # fmt: skip
+        docs += [
+            {"apiVersion": API_VERSION, "kind": "RKE2Node",
+             "metadata": {"name": f"{PARKED}-{i:05d}", "namespace": "default"},
+             "spec": {"cluster": name, "role": "server" if i - first < 3 else "agent",
+                      "address": f"10.255.{i // 250}.{i % 250 + 2}", "hostKey": host_key}}
+            for i in range(first, min(count, first + PARKED_PER_CLUSTER))
+        ]  # fmt: skip
+    return docs
 
 
-def all_paused(nodes: list[dict[str, Any]]) -> bool:
-    parked = [n for n in nodes if n["spec"]["cluster"] == PARKED]
+def handled(cluster: str, shards: int) -> bool:
+    """Whether `--shard 0/<shards>` takes the cluster (the process the bench measures)."""
+    return shards <= 1 or shard_of("default", cluster, shards) == 0
+
+
+def all_paused(nodes: list[dict[str, Any]], shards: int = 1) -> bool:
+    parked = [n for n in nodes if n["spec"]["cluster"].startswith(PARKED) and handled(n["spec"]["cluster"], shards)]
     return all((n.get("status") or {}).get("phase") == "Paused" for n in parked)
+
+
+class ShardProcess(OperatorProcess):
+    """The operator as shard 0 of `shards` (`rke2fleet run --shard 0/N`): it still watches every
+    object (Kopf lists them all) but handles only its clusters' nodes."""
+
+    shards = 1
+
+    def argv(self) -> list[str]:
+        return [*super().argv(), "--shard", f"0/{self.shards}"]
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -140,44 +163,34 @@ def start_profile(op: OperatorProcess, probe: LoopProbe, out: Path) -> subproces
 def control_plane_load(
     workdir: Path, objects: int, node_tick: float, cluster_tick: float, *,
     subject: str = "operator", round_: int = 1, min_window: float = 0.0, profile_dir: Path | None = None,
+    shards: int = 1, live_hosts: int | None = None,
 ) -> LoadResult:  # fmt: skip
     """Create the objects, start `subject` on them, probe its loop until all are processed (and at
-    least `min_window` seconds, so two subjects are compared over windows of the same length)."""
-    live = max(2, objects // 100)
+    least `min_window` seconds, so two subjects are compared over windows of the same length).
+    With `shards` > 1 the operator runs as shard 0 of them and "all" is its share."""
+    live = live_hosts or max(2, objects // 100)
     load_before = os.getloadavg()[0]
-    with Fleet(workdir, f"load-{subject}{round_}", 1, live - 1) as fleet:
+    with Fleet(workdir, f"load-{subject}{round_}-{shards}", 1, live - 1) as fleet:
         fleet.kube.create_token_secret(generate_token())
-        for doc in fleet.manifests("1h") + parked_docs(objects - live, fleet.sb.hosts[0].host_key_line):
-            fleet.kube.create(doc)
+        docs = fleet.manifests("1h") + parked_docs(objects - live, fleet.sb.hosts[0].host_key_line)
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:  # 10,000 one by one take minutes
+            list(pool.map(fleet.kube.create, docs))
         fleet.kube.reset_audit()
         process: Callable[..., OperatorProcess] = SUBJECTS[subject]
         if process is KopfWatchProcess:
             process = functools.partial(KopfWatchProcess, expected_nodes=objects)
+        elif shards > 1:
+            process = type("Shard0", (ShardProcess,), {"shards": shards})
         op = fleet.start_operator(node_tick, cluster_tick, process)
         probe = LoopProbe(op.healthz)
         t0 = time.monotonic()
         probe.start()
         spy = start_profile(op, probe, profile_dir / f"{subject}-{round_}.speedscope.json") if profile_dir else None
         try:
-            # The paused nodes (Kopf's start-up burst) and, for the operator, the live cluster's
-            # bring-up over SSH (the floor brings no host up) end at different times: note both.
-            deadline = time.monotonic() + 600
-            paused_at: float | None = None
-            live_at = None if subject == "operator" else t0
-            while paused_at is None or live_at is None:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the objects were not all processed in 600s")
-                if isinstance(op, KopfWatchProcess):  # it writes nothing: it logs when all are indexed
-                    if paused_at is None and op.all_indexed():
-                        paused_at, burst_cpu = time.monotonic(), op.cpu_seconds()
-                elif paused_at is None and all_paused(fleet.kube.items("rke2nodes")):
-                    paused_at, burst_cpu = time.monotonic(), op.cpu_seconds()
-                if live_at is None and fleet.kube.phase("rke2clusters", CLUSTER) == "Ready":
-                    live_at = time.monotonic()
-                time.sleep(1.0)
-            seconds = time.monotonic() - t0
-            time.sleep(max(0.0, min_window - seconds))
-            window = time.monotonic() - t0
+            paused_at, burst_cpu, live_at = wait_processed(fleet, op, t0, subject, shards, objects)
+            seconds = max(paused_at, live_at) - t0
+            time.sleep(max(0.0, min_window - (time.monotonic() - t0)))
+            window = max(seconds, time.monotonic() - t0)
             audit = fleet.kube.audit()
         finally:
             probe.stopped.set()
@@ -191,7 +204,7 @@ def control_plane_load(
     ms = [s * 1000 for s in probe.samples]
     burst_end = time.time() - (time.monotonic() - paused_at)  # the audit's clock is the wall clock
     return LoadResult(
-        subject=subject, round=round_, node_tick=node_tick, objects=objects, live_hosts=live,
+        subject=subject, round=round_, node_tick=node_tick, objects=objects, live_hosts=live, shards=shards,
         seconds=seconds, paused_s=paused_at - t0, window_s=window, peak_rss_mb=rss, cpu_s=cpu,
         burst_cpu_s=burst_cpu,
         burst_p99_ms=percentile([m for m, at in zip(ms, probe.times, strict=True) if at <= paused_at], 99),
@@ -200,3 +213,29 @@ def control_plane_load(
         writes_by_kind=classify_writes(audit)[1],
         writes_after_burst=sum(classify_writes([e for e in audit if e["time"] > burst_end])[1].values()),
     )  # fmt: skip
+
+
+def wait_processed(
+    fleet: Fleet, op: OperatorProcess, t0: float, subject: str, shards: int, objects: int
+) -> tuple[float, float, float]:
+    """(monotonic time the paused nodes were done, the subject's CPU seconds then, monotonic time
+    the live cluster was Ready). The paused nodes (Kopf's start-up burst) and, for the operator,
+    the live cluster's bring-up over SSH (the floors bring no host up; neither does a shard that
+    does not hold it) end at different times: note both."""
+    deadline = time.monotonic() + 600 + objects / 20
+    poll = max(1.0, objects / 5000)  # listing 10,000 objects is work for the machine too
+    paused_at: float | None = None
+    burst_cpu = 0.0
+    live_at = None if subject == "operator" and handled(CLUSTER, shards) else t0
+    while paused_at is None or live_at is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the objects were not all processed in {deadline - t0:.0f}s")
+        if isinstance(op, KopfWatchProcess):  # it writes nothing: it logs when all are indexed
+            if paused_at is None and op.all_indexed():
+                paused_at, burst_cpu = time.monotonic(), op.cpu_seconds()
+        elif paused_at is None and all_paused(fleet.kube.items("rke2nodes"), shards):
+            paused_at, burst_cpu = time.monotonic(), op.cpu_seconds()
+        if live_at is None and fleet.kube.phase("rke2clusters", CLUSTER) == "Ready":
+            live_at = time.monotonic()
+        time.sleep(poll)
+    return paused_at, burst_cpu, live_at

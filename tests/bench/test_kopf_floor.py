@@ -38,7 +38,7 @@ def comparable(value: Any) -> Any:
 
 
 async def test_floor_has_the_operators_kopf_settings(floor: Any, tmp_path: Path, monkeypatch: Any) -> None:
-    from rke2fleet.handlers import runner
+    from rke2fleet.handlers import runner, shards
 
     kubeconfig = tmp_path / "kubeconfig"  # KubeApi() reads it; nothing is contacted
     kubeconfig.write_text(
@@ -59,7 +59,7 @@ async def test_floor_has_the_operators_kopf_settings(floor: Any, tmp_path: Path,
     await shutdown(memo=memo)
     await floor.configure(settings=theirs)
     assert comparable(theirs) == comparable(ours)
-    assert theirs.persistence.finalizer == runner.FINALIZER
+    assert theirs.persistence.finalizer == shards.FINALIZER
     assert comparable(kopf.OperatorSettings()) != comparable(ours)  # the comparison sees a difference
 
 

@@ -200,8 +200,14 @@ def test_paused_cluster_touches_no_host(e2e: E2E) -> None:
     assert_gitops(paused, "node-suspended-paused", argocd="Suspended", kstatus="Current", flux=False, why=why)
     time.sleep(3)
     assert not any(rke2_installed(sb, h) for h in sb.hosts)
+    # Never taken on: no finalizer, no Kopf annotation (its one write is the status above).
+    for host in sb.hosts:
+        meta = kube.get("rke2nodes", host.name)["metadata"]
+        assert not meta.get("finalizers") and not any("rke2fleet.io" in a for a in meta.get("annotations") or {})
     kube.patch_spec("rke2clusters", "zzz", {"paused": False})
     kube.wait_phase("rke2clusters", "zzz", "Ready", timeout=60)
+    for host in sb.hosts:  # taken on now: deleting the node will clean its host up
+        assert kube.get("rke2nodes", host.name)["metadata"]["finalizers"] == ["rke2fleet.io/finalizer"]
 
 
 def test_two_servers_need_registration_address(e2e: E2E) -> None:

@@ -65,8 +65,10 @@ class NodeRecord:
         return None
 
     def condition_true(self, type_: str) -> bool:
-        c = self.condition(type_)
-        return c is not None and c.get("status") == "True"
+        for c in self.status.get("conditions") or ():  # no copy: the cluster pass asks this of every node
+            if c.get("type") == type_:
+                return bool(c.get("status") == "True")
+        return False
 
     @property
     def serving(self) -> bool:

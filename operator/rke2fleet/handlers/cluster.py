@@ -12,6 +12,7 @@ from rke2fleet.config import SETTINGS
 from rke2fleet.engine.cluster_pass import cluster_pass
 from rke2fleet.engine.records import ClusterRecord
 from rke2fleet.handlers.observe import observed
+from rke2fleet.handlers.parked import release_parked
 from rke2fleet.handlers.shards import mine
 from rke2fleet.handlers.state import FleetState
 from rke2fleet.handlers.status import export_cluster, post_events, write_cluster
@@ -40,6 +41,8 @@ async def reconcile(fleet: FleetState, record: ClusterRecord, kw: dict[str, Any]
     post_events(kw["body"], out.events)
     for name in out.recheck:
         fleet.poke((record.namespace, name), record.key)
+    if not record.spec.get("paused"):  # as handlers.parked reads it
+        await release_parked(fleet, record.key)
     if out.permanent:
         raise kopf.PermanentError(out.permanent)
 

@@ -17,7 +17,7 @@ from rke2fleet.engine.records import NodeRecord
 from rke2fleet.engine.removal import remove_node
 from rke2fleet.handlers import indexes
 from rke2fleet.handlers.observe import observed
-from rke2fleet.handlers.shards import mine
+from rke2fleet.handlers.parked import tended
 from rke2fleet.handlers.state import FleetState
 from rke2fleet.handlers.status import export_node, post_events, write_node, write_status
 
@@ -51,9 +51,9 @@ async def reconcile(fleet: FleetState, record: NodeRecord, kw: dict[str, Any], *
     return out.retry_after
 
 
-@kopf.on.resume(GROUP, VERSION, "rke2nodes", when=mine)
-@kopf.on.create(GROUP, VERSION, "rke2nodes", when=mine)
-@kopf.on.update(GROUP, VERSION, "rke2nodes", field="spec", when=mine)
+@kopf.on.resume(GROUP, VERSION, "rke2nodes", when=tended)
+@kopf.on.create(GROUP, VERSION, "rke2nodes", when=tended)
+@kopf.on.update(GROUP, VERSION, "rke2nodes", field="spec", when=tended)
 async def node_changed(*, memo: Any, name: str, namespace: Any, **kw: Any) -> None:
     fleet: FleetState = memo.fleet
     record = record_of(name, namespace, kw)
@@ -66,7 +66,7 @@ async def node_changed(*, memo: Any, name: str, namespace: Any, **kw: Any) -> No
 
 
 @kopf.timer(GROUP, VERSION, "rke2nodes", interval=TIMER_GAP, initial_delay=SETTINGS.node_tick,
-            when=mine)  # fmt: skip
+            when=tended)  # fmt: skip
 async def node_tick(*, memo: Any, name: str, namespace: Any, spec: Any, **kw: Any) -> None:
     fleet: FleetState = memo.fleet
     stopped = kw["stopped"]  # Kopf's stop flag of timers and daemons (not in its TimerFn protocol)
@@ -91,7 +91,7 @@ async def node_tick(*, memo: Any, name: str, namespace: Any, spec: Any, **kw: An
     fleet.next_pass[record.key] = time.monotonic() + (delay if delay is not None else _drift_interval(fleet, record))
 
 
-@kopf.on.delete(GROUP, VERSION, "rke2nodes", when=mine)
+@kopf.on.delete(GROUP, VERSION, "rke2nodes", when=tended)
 async def node_deleted(*, memo: Any, name: str, namespace: Any, **kw: Any) -> None:
     fleet: FleetState = memo.fleet
     record = record_of(name, namespace, kw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import http.server
 import logging
 import os
@@ -17,21 +18,11 @@ import kopf
 
 from rke2fleet import GROUP, config
 from rke2fleet.engine.core import close, connect
-from rke2fleet.handlers.shards import parse_shard
+from rke2fleet.handlers.shards import finalizer, parse_shard
 from rke2fleet.handlers.state import FleetState
 from rke2fleet.logs import configure_logging
 from rke2fleet.store.kube import KubeStore
 from rke2fleet.store.lease import LeaderElector, LeaseConfig
-
-FINALIZER = f"{GROUP}/finalizer"
-
-
-def finalizer() -> str:
-    """Each shard its own finalizer: Kopf removes its finalizer from objects none of its handlers
-    match, so with one shared name a shard would strip the others' and their objects could go
-    before their hosts are cleaned up."""
-    s = config.SETTINGS
-    return FINALIZER if s.shard_count <= 1 else f"{FINALIZER}-shard-{s.shard_index}-of-{s.shard_count}"
 
 
 @kopf.on.startup()
@@ -81,7 +72,7 @@ async def shutdown(*, memo: Any, **_: Any) -> None:
 
 def register_handlers() -> None:
     """Importing the handler modules registers them with Kopf's default registry."""
-    from rke2fleet.handlers import cluster, indexes, node, objects  # noqa: F401
+    from rke2fleet.handlers import cluster, indexes, node, objects, parked  # noqa: F401
 
 
 class QuietTimers(logging.Filter):
@@ -109,6 +100,10 @@ def run_operator(args: argparse.Namespace) -> int:
         return 2
     config.configure(metrics_port=args.metrics_port, shard_index=index, shard_count=count)
     register_handlers()
+    # Everything imported so far lives as long as the process: out of the cyclic collector's
+    # reach, a full collection no longer walks it (with 1,000 objects such walks stalled the loop
+    # for 0.1-1.8 s in the load bench). Reference counting still frees what it frees.
+    gc.freeze()
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     namespaces = tuple(args.namespace)
     stop, lost = threading.Event(), threading.Event()

@@ -8,7 +8,17 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from rke2fleet import config
+from rke2fleet import GROUP, config
+
+FINALIZER = f"{GROUP}/finalizer"
+
+
+def finalizer() -> str:
+    """Each shard its own finalizer: Kopf removes its finalizer from objects none of its handlers
+    match, so with one shared name a shard would strip the others' and their objects could go
+    before their hosts are cleaned up."""
+    s = config.SETTINGS
+    return FINALIZER if s.shard_count <= 1 else f"{FINALIZER}-shard-{s.shard_index}-of-{s.shard_count}"
 
 
 def shard_of(namespace: str, cluster: str, count: int) -> int:

@@ -35,6 +35,8 @@ class FleetState:
     # Nodes to re-check at their next tick, whatever their drift interval: the cluster reports
     # them differently from their status.
     poked: set[NodeKey] = field(default_factory=set)
+    # Nodes of paused clusters never taken on (see handlers.parked).
+    parked: set[NodeKey] = field(default_factory=set)
     # Per RKE2Snapshot / RKE2Restore: the status its last pass wrote (newer than a body in flight).
     object_status: dict[str, dict[str, Any]] = field(default_factory=dict)  # by uid
 
