@@ -49,7 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default on when --objects > 0)")
     p.add_argument("--load-rounds", type=int, default=2, help="operator/floor alternations of the load (default 2)")
     p.add_argument("--profile", default=None,
-                   help="py-spy each load run (50 Hz, 20 s, speedscope JSON) into this directory")
+                   help="py-spy each load run (50 Hz, 20 s) and the operator over each steady wake pass "
+                        "(100 Hz), speedscope JSON, into this directory")
     p.add_argument("--operator-source", default=None,
                    help="run the operator from this source root (a patched copy of operator/) instead")
     p.add_argument("--skip-ansible", action="store_true", help="operator rounds only (for before/after runs)")
@@ -77,7 +78,10 @@ def log(msg: str) -> None:
 
 
 def steady_state(fleet: Fleet, args: argparse.Namespace) -> list[PassResult]:
-    wake = wake_pass(fleet, args.node_tick, "59m")
+    profile = Path(args.profile) / f"steady-wake-{len(fleet.sb.hosts)}.json" if args.profile else None
+    if profile:
+        profile.parent.mkdir(parents=True, exist_ok=True)
+    wake = wake_pass(fleet, args.node_tick, "59m", profile)
     drift = drift_window(fleet, args.node_tick, args.drift)
     log(f"  steady {len(fleet.sb.hosts)} hosts: wake {wake.per_pass:.2f} cmd/pass in {wake.seconds:.2f}s, "
         f"drift {drift.per_pass:.2f} cmd/pass, node writes {wake.node_writes}+{drift.node_writes}")  # fmt: skip

@@ -12,9 +12,14 @@ Two honest triggers, both through the spec a user edits:
 
 from __future__ import annotations
 
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fleetbench import hostcpu
@@ -128,14 +133,41 @@ def _summarise(fleet: Fleet, kind: str, seconds: float, groups: dict[str, list[l
     )  # fmt: skip
 
 
-def wake_pass(fleet: Fleet, node_tick: float, new_interval: str) -> PassResult:
+def start_profile(fleet: Fleet, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy (100 Hz, speedscope JSON) on the operator until `stop_profile`."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if fleet.operator is None or not Path(spy).exists():
+        return None
+    proc = subprocess.Popen(
+        [spy, "record", "--nonblocking", "-r", "100", "--format", "speedscope", "-o", str(out),
+         "--pid", str(fleet.operator.pid)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1.0)  # py-spy attached
+    return proc
+
+
+def stop_profile(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None:
+        proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def wake_pass(fleet: Fleet, node_tick: float, new_interval: str, profile: Path | None = None) -> PassResult:
+    """`profile`: py-spy the operator over the pass into this file."""
     assert fleet.sshds is not None
     idle = wait_quiet(fleet, quiet=node_tick + 1.0, timeout=120 + 0.2 * len(fleet.sb.hosts))
+    spy = start_profile(fleet, profile) if profile else None
     fleet.kube.reset_audit()
     c0, t0 = cpu_now(fleet), time.monotonic()
     fleet.kube.patch_spec("rke2clusters", CLUSTER, {"driftCheckInterval": new_interval})
     done = await_pass(fleet, t0, WAKE_TIMEOUT + 0.1 * len(fleet.sb.hosts) + node_tick)
     cpu = cpu_now(fleet) - c0
+    stop_profile(spy)
     time.sleep(BURST_GAP + 0.5)  # a pass's follow-up commands, if any, land in its burst
     groups = {h: bursts(ts) for h, ts in fleet.sshds.log.since(t0).items()}
     res = _summarise(fleet, "wake", done - t0, groups, fleet.kube.audit(), cpu)
