@@ -105,6 +105,19 @@ def test_forget_node_removes_only_that_nodes_series(unique_ns: NS) -> None:
     } <= remaining
 
 
+def test_a_role_change_or_a_forgotten_node_leaves_one_series_each(unique_ns: NS) -> None:
+    ns = unique_ns()
+    metrics.set_node_state(ns, "c", "n1", "agent", True, "v1.36.3+rke2r1", "v1.36.3+rke2r1")
+    metrics.set_node_state(ns, "c", "n1", "server", False, "v1.36.3+rke2r1", "v1.36.3+rke2r1")
+    [(_, labels, ready)] = series("rke2fleet_node_ready", namespace=ns, node="n1")
+    assert (labels["role"], ready) == ("server", 0.0)
+    metrics.forget_node(ns, "c", "n1")
+    metrics.set_node_state(ns, "c", "n1", "agent", True, None, "v1.36.3+rke2r1")
+    [(_, labels, _)] = series("rke2fleet_node_ready", namespace=ns, node="n1")
+    assert labels["role"] == "agent"
+    assert len(series("rke2fleet_node_version_info", namespace=ns, node="n1")) == 1
+
+
 def test_forget_cluster_removes_the_cluster_and_its_nodes(unique_ns: NS) -> None:
     ns = unique_ns()
     for cluster in ("gone", "kept"):

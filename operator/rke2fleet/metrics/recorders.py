@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
+from prometheus_client import Gauge
+
 from rke2fleet.metrics import labels as lb
 from rke2fleet.metrics.registry import (
     CERTIFICATE_EXPIRY,
@@ -27,6 +29,9 @@ from rke2fleet.metrics.registry import (
     UPGRADE_HALTED,
     UPGRADE_IN_PROGRESS,
 )
+
+# (namespace, cluster, node) -> the label values of its NODE_READY and NODE_VERSION_INFO series
+_NODE_SERIES: dict[tuple[str, str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
 
 def observe_reconcile(kind: lb.Kind, result: lb.ReconcileResult, duration_s: float) -> None:
@@ -88,13 +93,26 @@ def set_node_state(
     """Readiness and the version info series; a version change replaces the old info series."""
     _check_node(namespace, cluster, node)
     lb.check_member(role, lb.ROLES, "role")
-    # A role change (rare, but possible by recreating the object) must not leave the old series.
-    NODE_READY.remove_by_labels({"namespace": namespace, "cluster": cluster, "node": node})
-    NODE_READY.labels(namespace, cluster, node, role).set(1 if ready else 0)
-    NODE_VERSION_INFO.remove_by_labels({"namespace": namespace, "cluster": cluster, "node": node})
-    NODE_VERSION_INFO.labels(
-        namespace, cluster, node, lb.version_label(installed), lb.version_label(running)
-    ).set(1)
+    ready_labels = (namespace, cluster, node, role)
+    version_labels = (namespace, cluster, node, lb.version_label(installed), lb.version_label(running))
+    # A role change (rare, but possible by recreating the object) or a version change must not
+    # leave the old series. The node's last labels are remembered: `remove_by_labels` scans every
+    # series of the metric, which made each node pass O(nodes) and a fleet's passes O(nodes²).
+    old = _NODE_SERIES.get((namespace, cluster, node))
+    if old is not None:
+        for gauge, before, now in ((NODE_READY, old[0], ready_labels), (NODE_VERSION_INFO, old[1], version_labels)):
+            if before != now:
+                _remove(gauge, before)
+    NODE_READY.labels(*ready_labels).set(1 if ready else 0)
+    NODE_VERSION_INFO.labels(*version_labels).set(1)
+    _NODE_SERIES[(namespace, cluster, node)] = (ready_labels, version_labels)
+
+
+def _remove(gauge: Gauge, labels: tuple[str, ...]) -> None:
+    try:
+        gauge.remove(*labels)
+    except KeyError:  # already gone (forget_node, or a registry reset)
+        pass
 
 
 def set_node_reachable(namespace: str, cluster: str, node: str, reachable: bool) -> None:
@@ -125,6 +143,7 @@ def mark_reconciled(kind: lb.Kind, namespace: str, name: str, *, now: float | No
 def forget_node(namespace: str, cluster: str, node: str) -> None:
     """Remove every series of a deleted RKE2Node (its object name is the `node` label)."""
     match = {"namespace": namespace, "cluster": cluster, "node": node}
+    _NODE_SERIES.pop((namespace, cluster, node), None)
     for gauge in (NODE_READY, NODE_REACHABLE, NODE_VERSION_INFO, CERTIFICATE_EXPIRY):
         gauge.remove_by_labels(match)
     DRIFT_DETECTED_TOTAL.remove_by_labels(match)
