@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fleetbench import operator_proc
-from fleetbench.converge import converge_ansible, converge_operator, facts_floor, start_floor
+from fleetbench.converge import converge_ansible, converge_floor, converge_operator, facts_floor, start_floor
 from fleetbench.fleet import Fleet
 from fleetbench.load import LoadResult, control_plane_load
 from fleetbench.report import Results, markdown_table, text_table
@@ -54,6 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--operator-source", default=None,
                    help="run the operator from this source root (a patched copy of operator/) instead")
     p.add_argument("--skip-ansible", action="store_true", help="operator rounds only (for before/after runs)")
+    p.add_argument("--skip-floor", action="store_true",
+                   help="no floor run (the baseline's steps as bare SSH commands) in the converge rounds")
+    p.add_argument("--heavy-standins", action="store_true",
+                   help="stand-ins that cost what stock hosts cost (every systemctl verb in Python, slower "
+                        "rke2 start-up and install; RKE2FLEET_SANDBOX_HEAVY, rke2fleet_sandbox/costs.py)")
     p.add_argument("--workdir", default=None, help="where sandboxes and logs go (default: a new temp dir)")
     p.add_argument("--json", default=None, help="also write the figures as JSON to this file")
     p.add_argument("--markdown", default=None, help="also write the table as Markdown to this file")
@@ -119,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     scale = [int(n) for n in args.scale.split(",") if n.strip()]
     if args.operator_source:
         operator_proc.OPERATOR_SOURCE = str(Path(args.operator_source).resolve())
+    if args.heavy_standins:  # read by every Sandbox.up of this run (rke2fleet_sandbox.costs)
+        os.environ["RKE2FLEET_SANDBOX_HEAVY"] = "1"
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rke2fleet-bench-", dir="/var/tmp"))
     workdir.mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o700)
@@ -126,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python bench/fleet_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "operator tree": args.operator_source or _revision(),
         "operator ticks": f"RKE2FLEET_NODE_TICK={args.node_tick:g}, RKE2FLEET_CLUSTER_TICK={args.cluster_tick:g}",
+        "stand-ins": "heavy (RKE2FLEET_SANDBOX_HEAVY=1)" if args.heavy_standins else "light (default)",
     })  # fmt: skip
     log(f"work directory {workdir}")
     res.floor = start_floor(workdir)
@@ -144,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
                 if size in scale:
                     res.steady += steady_state(fleet, args)
                     steady_done.add(size)
+        if not args.skip_floor:
+            with Fleet(workdir, f"floor{rnd}", args.servers, args.agents) as fleet:
+                c = converge_floor(fleet, rnd, token)
+                res.converge.append(c)
+                log(f"round {rnd}: floor {c.seconds:.1f}s (hosts ready {c.hosts_ready_seconds:.1f}s)")
         if args.skip_ansible:
             continue
         with Fleet(workdir, f"ansible{rnd}", args.servers, args.agents) as fleet:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleetbench.ansible_run import run_playbook
+from fleetbench.ansible_run import inventory, run_playbook
+from fleetbench.bringup_cost import RoleCost, host_cpu, role_costs
 from fleetbench.fleet import CLUSTER, Fleet
+from fleetbench.floor_run import run_floor
 from rke2fleet.reconcile.tokens import generate_token
 
 CONVERGE_TIMEOUT = 900.0
@@ -15,10 +17,27 @@ CONVERGE_TIMEOUT = 900.0
 
 @dataclass(frozen=True)
 class ConvergeResult:
-    tool: str  # operator | ansible
+    tool: str  # operator | ansible | floor
     round: int
     seconds: float  # launch of the tool → it reports done (cluster Ready / playbook exit)
     hosts_ready_seconds: float  # launch → last host's rke2 ready in the datastore (host side)
+    costs: list[RoleCost] = field(default_factory=list)  # per role: SSH commands and host CPU per node
+    timeline: str = ""  # when the servers, the first and the last agent were ready (host side)
+
+
+def timeline(fleet: Fleet, wall0: float) -> str:
+    ready = fleet.ready_times()
+    servers = [f"{ready[h.name] - wall0:.1f}" for h in fleet.sb.servers if h.name in ready]
+    agents = sorted(ready[h.name] - wall0 for h in fleet.sb.agents if h.name in ready)
+    tail = f", agents {agents[0]:.1f}-{agents[-1]:.1f} s" if agents else ""
+    return f"servers ready at {'/'.join(servers)} s{tail}"
+
+
+def _costs(fleet: Fleet, t0: float, wall0: float, before: dict[str, float]) -> tuple[list[RoleCost], str]:
+    """SSH commands and host CPU per node since `t0` (monotonic; `wall0` on the wall clock), the
+    hosts' CPU then `before`; and the timeline."""
+    assert fleet.sshds is not None
+    return role_costs(fleet.sb, fleet.sshds.log.since(t0), before, host_cpu(fleet.sb)), timeline(fleet, wall0)
 
 
 def converge_operator(fleet: Fleet, round_: int, token: str, node_tick: float, cluster_tick: float,
@@ -27,21 +46,30 @@ def converge_operator(fleet: Fleet, round_: int, token: str, node_tick: float, c
     fleet.kube.create_token_secret(token)
     for doc in fleet.manifests(drift):
         fleet.kube.create(doc)
-    wall0, t0 = time.time(), time.monotonic()
+    cpu0, wall0, t0 = host_cpu(fleet.sb), time.time(), time.monotonic()
     fleet.start_operator(node_tick, cluster_tick)
     done = fleet.kube.wait_phase("rke2clusters", CLUSTER, "Ready", timeout=CONVERGE_TIMEOUT)
     last_ready = fleet.wait_all_ready(timeout=30)
-    return ConvergeResult("operator", round_, done - t0, last_ready - wall0)
+    return ConvergeResult("operator", round_, done - t0, last_ready - wall0, *_costs(fleet, t0, wall0, cpu0))
 
 
 def converge_ansible(fleet: Fleet, workdir: Path, round_: int, token: str) -> ConvergeResult:
     docs = fleet.manifests("1h")
-    wall0 = time.time()
+    cpu0, wall0, t0 = host_cpu(fleet.sb), time.time(), time.monotonic()
     run = run_playbook(workdir, f"{fleet.label}", fleet.sb, docs, token)
     if run.returncode != 0:
         raise RuntimeError(f"ansible-playbook exited with {run.returncode} (see {run.log})")
     last_ready = fleet.wait_all_ready(timeout=30)
-    return ConvergeResult("ansible", round_, run.seconds, last_ready - wall0)
+    return ConvergeResult("ansible", round_, run.seconds, last_ready - wall0, *_costs(fleet, t0, wall0, cpu0))
+
+
+def converge_floor(fleet: Fleet, round_: int, token: str) -> ConvergeResult:
+    """The baseline's steps as bare SSH commands (fleetbench.floor_run), from the same inputs."""
+    inv = inventory(fleet.sb, fleet.manifests("1h"), token)
+    cpu0, wall0, t0 = host_cpu(fleet.sb), time.time(), time.monotonic()
+    run = run_floor(fleet.sb, inv)
+    last_ready = fleet.wait_all_ready(timeout=30)
+    return ConvergeResult("floor", round_, run.seconds, last_ready - wall0, *_costs(fleet, t0, wall0, cpu0))
 
 
 @dataclass(frozen=True)

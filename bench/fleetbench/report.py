@@ -7,6 +7,7 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fleetbench.bringup_cost import describe
 from fleetbench.converge import ConvergeResult, Floor
 from fleetbench.load import LoadResult
 from fleetbench.steady import PassResult
@@ -53,11 +54,15 @@ def rows(r: Results) -> list[tuple[str, str, str]]:
     out.append(("floor: the facts command on 1 host (no SSH)", f"{r.facts_floor_s * 1000:.0f} ms", ""))
     for c in r.converge:
         value = f"{c.seconds:.1f} s (hosts ready {c.hosts_ready_seconds:.1f} s)"
+        value += f"; {describe(c.costs)}" if c.costs else ""
+        value += f"; {c.timeline}" if c.timeline else ""
         out.append((f"converge round {c.round}: {c.tool}", value, ""))
-    ops = [c.seconds for c in r.converge if c.tool == "operator"]
-    ans = [c.seconds for c in r.converge if c.tool == "ansible"]
-    if ops and ans:
-        ratio = (sum(ans) / len(ans)) / (sum(ops) / len(ops))
+    mean = {t: _mean([c.seconds for c in r.converge if c.tool == t]) for t in ("operator", "ansible", "floor")}
+    if mean["operator"] and mean["floor"]:
+        ratio = mean["operator"] / mean["floor"]
+        out.append(("converge: operator / floor (mean wall times)", f"{ratio:.2f}x", "<= 1.2x"))
+    if mean["operator"] and mean["ansible"]:
+        ratio = mean["ansible"] / mean["operator"]
         out.append(("converge: Ansible / operator (mean wall times)", f"{ratio:.2f}x", ">= 5x"))
     out += steady_rows(r.steady, r.facts_floor_s)
     out += [("FAILED", f, "") for f in r.failures]
@@ -92,6 +97,10 @@ def load_rows(loads: list[LoadResult]) -> list[tuple[str, str, str]]:
             label = f"control plane: {ld.objects} RKE2Nodes ({ld.live_hosts} live, tick {ld.node_tick:g} s){suffix}"
             out.append((label, value, "RSS < 200 MB, p99 < 50 ms"))
     return out
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
 
 
 def text_table(r: Results) -> str:

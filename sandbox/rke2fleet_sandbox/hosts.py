@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rke2fleet_sandbox import netns
+from rke2fleet_sandbox import costs, netns
 from rke2fleet_sandbox.state import ProcessRecord, SandboxHost, StateLayout
 
 # Private (tmpfs) inside every host. /run/rke2fleet is the stand-ins' runtime directory.
@@ -120,10 +120,11 @@ def tool_path(tool: str) -> str:
 
 def shim_script(tool: str) -> bytes:
     """/usr/bin/<tool> inside a host. systemctl answers its query verbs in the shell first
-    (standins/systemctl_query.sh); the rest runs the Python stand-in."""
+    (standins/systemctl_query.sh); the rest runs the Python stand-in. With heavy stand-ins
+    (`costs.heavy()`), every verb runs the Python stand-in."""
     script = STANDINS_DIR / f"{tool}.py"
     fast = STANDINS_DIR / f"{tool}_query.sh"
-    source = f". {shlex.quote(str(fast))}\n" if fast.exists() else ""
+    source = f". {shlex.quote(str(fast))}\n" if fast.exists() and not costs.heavy() else ""
     # -S: the shimmed stand-ins are stdlib-only, and skipping site (venv .pth files) saves ~7 ms a call.
     return f'#!/bin/sh\n{source}exec {shlex.quote(sys.executable)} -S {shlex.quote(str(script))} "$@"\n'.encode()
 
@@ -180,6 +181,7 @@ def write_host_files(
         "nodeReadyDelay": node_ready_delay,
         "learnerPromoteDelay": learner_delay,
         "registryEndpoints": {"docker.io": docker_io} if docker_io else {},
+        **costs.host_json_costs(),
     }
     files: dict[str, tuple[bytes, int]] = {
         "host.json": ((json.dumps(host_json, indent=2) + "\n").encode(), 0o644),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from rke2fleet_sandbox.costs import host_json_costs
 from rke2fleet_sandbox.datastore import Datastore
 from rke2fleet_sandbox.hosts import SHIMMED_TOOLS, private_system_lines, shim_script, tool_path
 from rke2fleet_sandbox.installer import InstallerHandle, start_installer
@@ -57,7 +58,7 @@ class NsHost:
         self.faults_dir.mkdir(parents=True)
         info = {"name": self.name, "address": self.address, "stateDir": str(self.root),
                 "datastoreDir": str(self.datastore_dir), "faultsDir": str(self.faults_dir),
-                "python": sys.executable, "standinsDir": str(STANDINS), **self.extra}
+                "python": sys.executable, "standinsDir": str(STANDINS), **host_json_costs(), **self.extra}
         (self.root / "host.json").write_text(json.dumps(info))
         lines = ["set -e"]
         # The runtime dir first: it holds the private /etc layer and the simulated kernel parameters.

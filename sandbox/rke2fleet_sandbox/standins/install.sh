@@ -187,6 +187,12 @@ install_tarball() {
         mv -f "${stage}/${file#./}" "${dest}"
     done
     rm -rf "${stage}"
+    # Heavy stand-ins (rke2fleet_sandbox.costs): what downloading and checking a real tarball of tens
+    # of MB takes, as a sleep.
+    delay=$(sed -n 's/.*"installDelay": *\([0-9.]*\).*/\1/p' /run/rke2fleet/host.json 2>/dev/null || true)
+    if [ -n "${delay}" ]; then
+        sleep "${delay}"
+    fi
 }
 
 do_install() {

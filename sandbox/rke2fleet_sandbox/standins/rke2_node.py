@@ -307,6 +307,13 @@ class NodeContext:
                 value = fleetstore.DEFAULT_READY_DELAY
         return value
 
+    def startup_delay(self) -> float:
+        """host.json's ``startupDelay`` of this role (heavy stand-ins), else 0."""
+        try:
+            return max(0.0, float((self.info.get("startupDelay") or {}).get(self.role, 0)))
+        except (AttributeError, TypeError, ValueError):
+            return 0.0
+
     def member_name(self) -> str:
         """``<node>-<8 hex>``, kept in ``server/db/etcd/name`` (a new one when the file is gone)."""
         path = os.path.join(self.etcd_dir, "name")
@@ -826,6 +833,9 @@ def run_node(role: str, version: str, args: list[str]) -> NoReturn:
         fatal("starting kubernetes: sandbox fault: injected start failure (fail-next-start)")
     delay = common.fault_seconds("start-delay")
     ctx = NodeContext(role, version, config)
+    startup = ctx.startup_delay()
+    if startup:  # heavy stand-ins (rke2fleet_sandbox.costs): containerd, etcd, the kubelet... take seconds
+        time.sleep(startup)  # before it joins: a joining server is a learner from its join on, as without
     registries = wait_for_agent_configuration(config)
     stage_runtime_image(ctx, registries)
     server_url = config.get("server")
