@@ -84,21 +84,23 @@ def cpu_now(fleet: Fleet) -> hostcpu.CpuSample:
     return hostcpu.sample(fleet.operator.pid if fleet.operator else None, fleet.sshds.pids())
 
 
-def wait_quiet(fleet: Fleet, quiet: float, timeout: float) -> float:
-    """Until no host has seen an SSH session for `quiet` seconds; returns the operator's CPU per
-    second over that quiet stretch (its idle cost: timers, watches)."""
+def wait_quiet(fleet: Fleet, quiet: float, timeout: float) -> None:
+    """Until no host has seen an SSH session for `quiet` seconds."""
     assert fleet.sshds is not None
     deadline = time.monotonic() + timeout
-    marks: list[tuple[float, float]] = []  # (time, operator CPU), newest last
     while time.monotonic() < deadline:
-        now = time.monotonic()
-        marks = [m for m in marks if m[0] >= now - quiet - 0.5] + [(now, cpu_now(fleet).operator_s)]
-        recent = fleet.sshds.log.since(now - quiet)
+        recent = fleet.sshds.log.since(time.monotonic() - quiet)
         if not any(recent.values()):
-            (t_a, c_a), (t_b, c_b) = marks[0], marks[-1]
-            return (c_b - c_a) / (t_b - t_a) if t_b - t_a > quiet / 2 else 0.0
+            return
         time.sleep(0.25)
     raise TimeoutError(f"the hosts never went quiet for {quiet}s")
+
+
+def idle_cpu_rate(fleet: Fleet, seconds: float) -> float:
+    """The operator's CPU per second while no pass is due (its timers and watches)."""
+    c0, t0 = cpu_now(fleet).operator_s, time.monotonic()
+    time.sleep(seconds)
+    return (cpu_now(fleet).operator_s - c0) / (time.monotonic() - t0)
 
 
 def await_pass(fleet: Fleet, t0: float, timeout: float) -> float:
@@ -160,7 +162,8 @@ def stop_profile(proc: subprocess.Popen[bytes] | None) -> None:
 def wake_pass(fleet: Fleet, node_tick: float, new_interval: str, profile: Path | None = None) -> PassResult:
     """`profile`: py-spy the operator over the pass into this file."""
     assert fleet.sshds is not None
-    idle = wait_quiet(fleet, quiet=node_tick + 1.0, timeout=120 + 0.2 * len(fleet.sb.hosts))
+    wait_quiet(fleet, quiet=node_tick + 1.0, timeout=120 + 0.2 * len(fleet.sb.hosts))
+    idle = idle_cpu_rate(fleet, 2 * node_tick)
     spy = start_profile(fleet, profile) if profile else None
     fleet.kube.reset_audit()
     c0, t0 = cpu_now(fleet), time.monotonic()
