@@ -31,6 +31,7 @@ from fleetbench.report import Results, markdown_table, text_table
 from fleetbench.steady import PassResult, drift_window, wake_pass
 
 from rke2fleet.reconcile.tokens import generate_token
+from rke2fleet_sandbox.hosts import SandboxError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not res.facts_floor_s:
                     res.facts_floor_s = facts_floor(fleet)
                 res.steady += steady_state(fleet, args)
-        except TimeoutError as exc:  # one size failing must not lose the others' figures
+        except (TimeoutError, SandboxError) as exc:  # one size failing must not lose the others' figures
             log(f"scale {n}: {exc}")
             res.failures.append(f"scale {n}: {exc}")
     if args.objects:

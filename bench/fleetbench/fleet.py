@@ -11,10 +11,12 @@ from typing import Any
 from fleetbench.operator_proc import NS, TOKEN_SECRET, Api, OperatorProcess
 from fleetbench.sessions import VerboseSshds
 from rke2fleet_sandbox.datastore import Datastore
-from rke2fleet_sandbox.manifests import cluster_manifests
+from rke2fleet_sandbox.manifests import SSH_SECRET, cluster_manifests
 from rke2fleet_sandbox.world import Sandbox
 
 CLUSTER = "bench"
+LARGE_FLEET = 100  # hosts; above it the cluster's ssh.connectTimeout is LARGE_FLEET_CONNECT_TIMEOUT
+LARGE_FLEET_CONNECT_TIMEOUT = "60s"
 
 
 class Fleet:
@@ -69,11 +71,14 @@ class Fleet:
     def manifests(self, drift_check_interval: str) -> list[dict[str, Any]]:
         """The cluster as a user would write it; the join token is ours (`tokenSecretRef`), so the
         Ansible run can use the very same one."""
-        return cluster_manifests(
-            self.sb, CLUSTER, NS,
-            extra_spec={"tokenSecretRef": {"name": TOKEN_SECRET, "key": "token"},
-                        "driftCheckInterval": drift_check_interval},
-        )  # fmt: skip
+        extra: dict[str, Any] = {"tokenSecretRef": {"name": TOKEN_SECRET, "key": "token"},
+                                 "driftCheckInterval": drift_check_interval}
+        if self.servers + self.agents > LARGE_FLEET:
+            # Hundreds of sshds, their hosts and the operator on 2 shared cores: a session request
+            # can wait past the default 10 s, and each such wait drops and re-makes a connection.
+            extra["ssh"] = {"privateKeySecretRef": {"name": SSH_SECRET, "key": "ssh-privatekey"},
+                            "connectTimeout": LARGE_FLEET_CONNECT_TIMEOUT}
+        return cluster_manifests(self.sb, CLUSTER, NS, extra_spec=extra)
 
     def start_operator(
         self, node_tick: float, cluster_tick: float, process: Callable[..., OperatorProcess] = OperatorProcess

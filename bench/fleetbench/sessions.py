@@ -54,7 +54,8 @@ class VerboseSshds:
         self._thread = threading.Thread(target=self._pump, daemon=True, name="sshd-log-pump")
 
     def start(self) -> VerboseSshds:
-        deadline = time.monotonic() + RESTART_TIMEOUT
+        # Hundreds of sshds restarting on 2 shared cores: allow time per host.
+        deadline = time.monotonic() + RESTART_TIMEOUT + 0.2 * len(self.sandbox.hosts)
         for host in self.sandbox.hosts:
             self.sandbox.stop_sshd(host)
             plan = H.HostPlan(host.name, host.role, host.address, host.user, host.port)

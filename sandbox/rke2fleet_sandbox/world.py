@@ -321,7 +321,8 @@ class Sandbox:
         sftp: bool = True,
     ) -> None:
         layout = self.layout
-        deadline = time.monotonic() + START_TIMEOUT
+        # sshds, holders and keys per host: at hundreds of hosts the start takes longer.
+        deadline = time.monotonic() + START_TIMEOUT + 0.2 * (servers + agents)
         names = [("server", f"server-{i + 1}") for i in range(servers)]
         names += [("agent", f"agent-{i + 1}") for i in range(agents)]
         if sudo_hosts:
