@@ -9,9 +9,9 @@ the set's state alone (`is_on()`), so a wake-up when that state did not change i
 toggle is added or dropped, and the waiters woken only when the state changed. Same semantics,
 O(N). (A single Toggle's own waiters are woken by its `turn_to`, which is left as it is.)
 
-Applied only to a ToggleSet of the shape this was written against (Kopf 1.37-1.45); otherwise
-Kopf is left alone, and tests/handlers/test_kopf_toggles.py fails on that Kopf. This file imports
-nothing of rke2fleet: the bench's Kopf floors load it by path to stand on the same Kopf.
+Applied only to a ToggleSet of the shape this was written against (Kopf 1.44.0 and 1.45.2 ship the
+same file); otherwise Kopf is left alone, and tests/handlers/test_kopf_toggles.py fails on that
+Kopf. This file imports nothing of rke2fleet: the bench's Kopf floors load it by path.
 """
 
 from __future__ import annotations
