@@ -49,6 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "Kopf watching only (the same script, watch-only mode), alternated with the operator "
                         "(default on when --objects > 0)")
     p.add_argument("--load-rounds", type=int, default=2, help="operator/floor alternations of the load (default 2)")
+    p.add_argument("--load-shards", default="1",
+                   help="shard counts N of the load: for each N > 1 the operator runs as `--shard 0/N` over the "
+                        "same objects (after the unsharded rounds; operator only), e.g. 1,2,4")
+    p.add_argument("--live-hosts", type=int, default=None,
+                   help="live hosts (a real cluster brought up) among the load's objects (default 1 %%, at least 2)")
     p.add_argument("--profile", default=None,
                    help="py-spy each load run (50 Hz, 20 s) and the operator over each steady wake pass "
                         "(100 Hz), speedscope JSON, into this directory")
@@ -107,12 +112,22 @@ def control_plane_loads(workdir: Path, args: argparse.Namespace) -> list[LoadRes
         window = 0.0
         for subject in subjects:
             ld = control_plane_load(workdir, args.objects, args.node_tick, args.cluster_tick,
-                                    subject=subject, round_=rnd, min_window=window, profile_dir=profile)  # fmt: skip
+                                    subject=subject, round_=rnd, min_window=window, profile_dir=profile,
+                                    live_hosts=args.live_hosts)  # fmt: skip
             window = ld.seconds if subject == "operator" else window
             out.append(ld)
-            log(f"load {rnd}: {subject} {ld.objects} objects processed in {ld.seconds:.1f}s, "
-                f"p99 {ld.lag_p99_ms:.1f} ms, peak RSS {ld.peak_rss_mb:.0f} MB")  # fmt: skip
+            _log_load(ld)
+    for shards in (int(n) for n in args.load_shards.split(",") if n.strip() and int(n) > 1):
+        ld = control_plane_load(workdir, args.objects, args.node_tick, args.cluster_tick, shards=shards,
+                                live_hosts=args.live_hosts)  # fmt: skip
+        out.append(ld)
+        _log_load(ld)
     return out
+
+
+def _log_load(ld: LoadResult) -> None:
+    log(f"load {ld.round}: {ld.subject} (shard 0/{ld.shards}) {ld.objects} objects processed in {ld.seconds:.1f}s, "
+        f"p99 {ld.lag_p99_ms:.1f} ms, peak RSS {ld.peak_rss_mb:.0f} MB")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetbench.fleet import CLUSTER, Fleet
-from fleetbench.operator_proc import KopfFloorProcess, KopfWatchProcess, OperatorProcess
+from fleetbench.operator_proc import BENCH_USER_AGENT, KopfFloorProcess, KopfWatchProcess, OperatorProcess, writes
 from fleetbench.steady import classify_writes
 from rke2fleet import API_VERSION
 from rke2fleet.handlers.shards import shard_of
@@ -72,6 +72,10 @@ class LoadResult:
     # them came after the paused nodes were done
     writes_by_kind: dict[str, int]
     writes_after_burst: int
+    # API writes to the paused nodes it handles (first sight: finalizer, annotations, status…),
+    # and how many such nodes there are
+    parked_writes: int = 0
+    parked_nodes: int = 0
 
 
 class LoopProbe(threading.Thread):
@@ -212,7 +216,19 @@ def control_plane_load(
         probes=len(ms), probe_failures=probe.failures, load_average=(load_before, os.getloadavg()[0]),
         writes_by_kind=classify_writes(audit)[1],
         writes_after_burst=sum(classify_writes([e for e in audit if e["time"] > burst_end])[1].values()),
+        parked_writes=len(parked_writes(audit)),
+        parked_nodes=sum(1 for d in docs if d["kind"] == "RKE2Node" and d["metadata"]["name"].startswith(PARKED)
+                         and handled(d["spec"]["cluster"], shards)),
     )  # fmt: skip
+
+
+def parked_writes(audit: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The subject's writes to paused nodes (metadata and status alike)."""
+    return [
+        e for e in writes(audit)
+        if e.get("resource") == "rke2nodes" and str(e.get("name")).startswith(PARKED)
+        and e.get("userAgent") != BENCH_USER_AGENT
+    ]  # fmt: skip
 
 
 def wait_processed(

@@ -86,6 +86,9 @@ def load_rows(loads: list[LoadResult]) -> list[tuple[str, str, str]]:
             value += f", probed {ld.window_s:.1f} s (the operator's window)"
         writes = ", ".join(f"{n} {k}" for k, n in sorted(ld.writes_by_kind.items()))
         value += f"; API writes: {writes} ({ld.writes_after_burst} after the paused nodes were done)"
+        if ld.parked_nodes:
+            per = ld.parked_writes / ld.parked_nodes
+            value += f"; {ld.parked_writes} writes to {ld.parked_nodes} paused nodes = {per:.2f} per node"
         value += f"; machine load average {ld.load_average[0]:.1f} → {ld.load_average[1]:.1f}"
         suffix = f", round {ld.round}" if rounds else ""
         if ld.subject == "floor":
@@ -95,7 +98,25 @@ def load_rows(loads: list[LoadResult]) -> list[tuple[str, str, str]]:
             out.append((f"floor: Kopf watching only, same {ld.objects} objects{suffix}", value, ""))
         else:
             label = f"control plane: {ld.objects} RKE2Nodes ({ld.live_hosts} live, tick {ld.node_tick:g} s){suffix}"
-            out.append((label, value, "RSS < 200 MB, p99 < 50 ms"))
+            if ld.shards > 1:
+                label = f"control plane: shard 0/{ld.shards} of {ld.objects} RKE2Nodes ({ld.live_hosts} live)"
+            out.append((label, value, "RSS < 150 MB, p99 <= 1.5x the watch-only floor"))
+    return out + lag_ratio_rows(loads)
+
+
+def lag_ratio_rows(loads: list[LoadResult]) -> list[tuple[str, str, str]]:
+    """Per round: the operator's loop-lag p99 over the watch-only floor's, both over one window."""
+    out: list[tuple[str, str, str]] = []
+    for rnd in sorted({ld.round for ld in loads}):
+        ours = next((ld for ld in loads if ld.round == rnd and ld.subject == "operator" and ld.shards <= 1), None)
+        floor = next((ld for ld in loads if ld.round == rnd and ld.subject == "watch"), None)
+        if ours is None or floor is None or not floor.lag_p99_ms:
+            continue
+        ratio = ours.lag_p99_ms / floor.lag_p99_ms
+        burst = ours.burst_p99_ms / floor.burst_p99_ms if floor.burst_p99_ms else float("nan")
+        value = (f"{ratio:.2f}x over the window ({ours.lag_p99_ms:.1f} / {floor.lag_p99_ms:.1f} ms), "
+                 f"{burst:.2f}x in the burst ({ours.burst_p99_ms:.1f} / {floor.burst_p99_ms:.1f} ms)")  # fmt: skip
+        out.append((f"loop lag p99: operator / watch-only floor, round {rnd}", value, "<= 1.5x"))
     return out
 
 
