@@ -61,6 +61,8 @@ async def node_parked(*, memo: Any, name: str, namespace: Any, type: Any, **kw: 
 
 async def release_parked(fleet: FleetState, ckey: ClusterKey) -> None:
     """The cluster is no longer paused: its parked nodes are to be taken on (see above)."""
+    if not fleet.parked:
+        return
     namespace, cluster = ckey
     for record in fleet.store.nodes(namespace, cluster):
         if record.key not in fleet.parked:
