@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import time
 from typing import Any
 
 from rke2fleet.api import SpecError, parse_duration, parse_node_spec
 from rke2fleet.api.conditions import Cond
-from rke2fleet.api.status import CertificatesStatus
 from rke2fleet.engine.access import Waiting, cluster_health, node_paths, target_of
 from rke2fleet.engine.core import Engine
+from rke2fleet.engine.node_certs import CertificateReads
 from rke2fleet.engine.node_context import NodeContext
+from rke2fleet.engine.node_guard import SERVERS_FIRST, TOKEN_WAITS, token_guard
 from rke2fleet.engine.node_results import (
     access_failure,
     drift_report,
@@ -32,15 +32,9 @@ from rke2fleet.reconcile.facts import FactsError, HostFacts, facts_for, parse_fa
 from rke2fleet.reconcile.health import ClusterHealth
 from rke2fleet.reconcile.ordering import GoAhead
 from rke2fleet.reconcile.paths import Paths
-from rke2fleet.reconcile.plan import Action, Plan, plan_node
+from rke2fleet.reconcile.plan import Plan, plan_node
 from rke2fleet.reconcile.readiness import Verdict, judge, kubernetes_conditions
 from rke2fleet.reconcile.steps import STEPS, Step, StepContext, StepFailed, writes_progress
-from rke2fleet.reconcile.tokens import password_sha256
-
-
-def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
 
 # Polls of the cluster's view while a started node's Kubernetes Node comes up (seconds; the
 # reads are shared between the nodes waiting in the same cluster).
@@ -48,25 +42,7 @@ SERVING_POLLS = (0.2, 0.3, 0.5)
 SERVING_POLL = 1.0
 
 
-def token_guard(ctx: NodeContext, facts: HostFacts, plan: Plan, cluster_token: str | None) -> str | None:
-    """None when the plan may write the desired token; else "unknown" (the cluster's token has
-    not been read from a server yet) or "rotating" (the cluster does not run with the desired
-    token yet: a node restarted with it would be refused; the cluster pass rotates it first)."""
-    if Step.WRITE_CONFIG not in plan.steps:
-        return None  # a config with a new token always shows as a config write
-    if cluster_token is None:
-        return None if ctx.is_init and not facts.token_present else "unknown"
-    return None if cluster_token == password_sha256(ctx.token) else "rotating"
-
-
-TOKEN_WAITS = {
-    "unknown": "reading the cluster's join token from a server first",
-    "rotating": "waiting for the cluster to rotate its join token to the new one",
-}
-SERVERS_FIRST = "waiting: the servers take the new join token first"
-
-
-class Pass:
+class Pass(CertificateReads):
     def __init__(self, engine: Engine, ctx: NodeContext) -> None:
         self.engine = engine
         self.ctx = ctx
@@ -75,6 +51,7 @@ class Pass:
         self.out = NodeOutcome()
         self.health_max_age = parse_duration(ctx.cluster.health_check_interval)
         self.facts: HostFacts | None = None
+        self.staged: list[str] = []  # the plan's actions staged in this pass
 
     async def health(self, max_age: float) -> ClusterHealth:
         ns, cname = self.ctx.ckey
@@ -98,8 +75,13 @@ class Pass:
         )
 
     async def read_facts(self) -> HostFacts:
+        """The host's facts, and with them the certificate check when one is due on a running node
+        (one command either way)."""
+        fold = bool(self.ctx.record.status.get("runningVersion")) and self.check_due()
         script = facts_for(self.desired)
-        self.facts = parse_facts((await self.engine.hosts.run(self.ctx.target, script=script)).stdout)
+        out = (await self.engine.hosts.run(self.ctx.target, script=certs.with_check(script) if fold else script)).stdout
+        facts_out, self.checked = certs.split_check(out)
+        self.facts = parse_facts(facts_out)
         return self.facts
 
     async def run(self) -> NodeOutcome:
@@ -136,7 +118,7 @@ class Pass:
         if not plan and not report_only and facts.unit(self.desired.role).is_active:
             plan = self.certificate_rotation()
         if not plan:
-            await self.read_certificates(facts, force=False)
+            await self.read_certificates(facts, force=False, read=self.checked)
             return judged(out, self.desired, facts, ctx.target, await self.verdict(facts))
         if report_only:
             v = await self.verdict(facts)
@@ -144,50 +126,6 @@ class Pass:
             out.status.phase = "Paused" if self.cluster.paused else v.phase
             return out
         return await self.change(facts, plan, guard)
-
-    def certificate_rotation(self) -> Plan:
-        """A settled node whose first certificate expires within rotateBeforeDays: rotate them
-        (the service stopped), start it, wait for it; the rollout's gates apply."""
-        days = self.cluster.certificates.rotate_before_days
-        why = certs.rotation_due(self.known_certificates(), days, now())
-        if why is None:
-            return Plan(())
-        if self.desired.role == "agent":  # servers first, as for upgrades
-            servers = [r for r in self.engine.store.nodes(*self.ctx.ckey) if r.role == "server"]
-            if any(certs.rotation_due(certs.certificates_of(r.status), days, now()) for r in servers):
-                self.out.retry_after = 10.0
-                return Plan(())
-        unit = self.desired.unit
-        actions = (
-            Action(Step.ROTATE_CERTIFICATES, why),
-            Action(Step.START, f"{unit} with new certificates"),
-            Action(Step.WAIT_READY, f"{unit} starting"),
-        )
-        self.out.status.plan = [str(a) for a in actions]
-        return Plan(actions)
-
-    def known_certificates(self) -> CertificatesStatus | None:
-        return certs.certificates_of(self.ctx.record.status)
-
-    async def read_certificates(self, facts: HostFacts, *, force: bool) -> None:
-        """The first certificate to expire, read about once per checkInterval (and after a start:
-        RKE2 renews the ones close to expiry as it starts)."""
-        known = self.known_certificates()
-        if not facts.unit(self.desired.role).is_active:
-            return
-        if not force and not certs.check_due(known, self.cluster.certificates.check_interval, now()):
-            return
-        checked = CertificatesStatus(checked_at=certs.rfc3339(now()))
-        try:
-            res = await self.engine.hosts.run(self.ctx.target, script=certs.CHECK_SCRIPT, check=False)
-            expiry = certs.parse_check(res.stdout) if res.exit_status == 0 else None
-        except (HostAccessError, ValueError):
-            expiry = None
-        if expiry is not None:
-            checked.not_after, checked.certificate = certs.rfc3339(expiry.not_after), expiry.certificate
-        elif known is not None:  # unreadable now: keep what was read last, look again in an interval
-            checked.not_after, checked.certificate = known.not_after, known.certificate
-        self.out.status.certificates = checked
 
     async def go_ahead(self, plan: Plan) -> GoAhead:
         """Claim the node's turn (released at the end of the pass)."""
@@ -228,8 +166,14 @@ class Pass:
                 # ... and when the turn comes soon, go on with what we know of the host (just
                 # staged) rather than another pass that would re-read it. A node with nothing
                 # left to stage has just waited for its turn before the pass: not a second time.
-                if guard is None and self.out.host_actions and await self.await_turn():
-                    allowed = await self.go_ahead(plan)
+                if (guard is None or guard == "unknown") and self.out.host_actions and await self.await_turn():
+                    # The turn came after the servers: the cluster's token has been read from one
+                    # by now; if it is this one, the config is staged too and the pass goes on.
+                    guard = token_guard(self.ctx, facts, plan, self.engine.memory.cluster_tokens.get(self.ctx.ckey))
+                    failed = await self.stage(plan, config=True, only=Step.WRITE_CONFIG) if guard is None else None
+                    if failed is not None:
+                        return failed
+                    allowed = GoAhead(False, TOKEN_WAITS[guard]) if guard else await self.go_ahead(plan)
                     if allowed.allowed:
                         plan = plan.only(lambda s: not STEPS[s].stage)
             if not allowed.allowed:
@@ -268,14 +212,16 @@ class Pass:
             **kw,
         )
 
-    async def stage(self, plan: Plan, *, config: bool) -> NodeOutcome | None:
+    async def stage(self, plan: Plan, *, config: bool, only: Step | None = None) -> NodeOutcome | None:
         """Run the plan's install and (unless `config` is False: its token is not confirmed yet)
-        config steps on a node that is not running; the outcome of a failure, else None. Neither
-        starts anything: RKE2 reads config.yaml only when it starts."""
+        config steps (`only` that one) on a node that is not running; the outcome of a failure,
+        else None. Neither starts anything: RKE2 reads config.yaml only when it starts."""
         if self.desired.role != "server":  # the init server's own download goes first
             ns, cname = self.ctx.ckey
             await until(lambda: init_starting(self.engine.store.nodes(ns, cname), self.ctx.init))
-        staged = plan.only(lambda s: STEPS[s].stage and (config or s is not Step.WRITE_CONFIG))
+        staged = plan.only(
+            lambda s: STEPS[s].stage and (config or s is not Step.WRITE_CONFIG) and only in (None, s)
+        )  # fmt: skip
         if not staged:
             return None
         try:
@@ -284,8 +230,10 @@ class Pass:
             return step_failed(self.out, self.ctx.target, exc)
         except HostAccessError as exc:
             return access_failure(exc, self.ctx.target)
-        self.out.host_actions = len(staged.actions)
-        self.out.status.plan = [a for a in plan.summary() if a not in staged.summary()]
+        self.out.host_actions += len(staged.actions)
+        done = set(staged.summary()) | set(self.staged)
+        self.staged = [a for a in plan.summary() if a in done]
+        self.out.status.plan = [a for a in plan.summary() if a not in done]
         return None
 
     async def kubectl_on(self) -> tuple[HostTarget | None, Paths]:
@@ -327,10 +275,14 @@ class Pass:
         kubectl_target, kubectl_paths = (
             await self.kubectl_on() if any(STEPS[s].via_kubectl for s in plan.steps) else (None, self.desired.paths)
         )
+        # After a start RKE2 may have renewed them: read with the facts; a first start's (just
+        # issued) are read by the node's next pass, with its facts, off the bring-up's path.
+        starts = (Step.START in plan.steps or Step.RESTART in plan.steps) and self.known_certificates() is not None
+        facts_after = facts_for(self.desired)
         ctx = self.step_context(
             kubectl_target=kubectl_target,
             kubectl_paths=kubectl_paths,
-            facts_after=facts_for(self.desired),
+            facts_after=certs.with_check(facts_after) if starts else facts_after,
         )
         try:
             result = await apply_plan(plan, ctx, on_step=lambda step: self.progress(plan, step, written))
@@ -345,16 +297,18 @@ class Pass:
         out.host_actions = len(result.done)
         # Re-read so the status reports what is on the host, not what we hoped for (read by the
         # readiness wait when the plan ended with it).
+        facts_out, checked = certs.split_check(result.facts_after or "")
         try:
-            after = parse_facts(result.facts_after) if result.facts_after is not None else await self.read_facts()
+            after = parse_facts(facts_out) if result.facts_after is not None else await self.read_facts()
         except HostAccessError as exc:
             return access_failure(exc, target)
         except FactsError:
             return out
-        return await self.judge_after(plan, result.done, after, started + readiness_timeout, readiness_timeout)
+        return await self.judge_after(plan, result.done, after, started + readiness_timeout, readiness_timeout,
+                                      checked)  # fmt: skip
 
     async def judge_after(self, plan: Plan, done: list[Step], after: HostFacts, deadline: float,
-                          readiness_timeout: float) -> NodeOutcome:  # fmt: skip
+                          readiness_timeout: float, checked: tuple[int, str] | None = None) -> NodeOutcome:  # fmt: skip
         out, desired = self.out, self.desired
         active = after.unit(desired.role).is_active
         facts_status(out.status, after, self.desired.addons_dir)
@@ -378,7 +332,9 @@ class Pass:
                     f"{v.ready.message}"
                 )
                 return step_failed(out, self.ctx.target, StepFailed(Step.WAIT_READY, v.ready.reason, msg))
-        await self.read_certificates(after, force=any(s in done for s in (Step.START, Step.RESTART)))
+        started = any(s in done for s in (Step.START, Step.RESTART))
+        if not started or self.known_certificates() is not None:
+            await self.read_certificates(after, force=started, read=checked)
         took = time.monotonic() - (deadline - readiness_timeout)
         out.events.append(Event("Normal", "Reconciled", f"{', '.join(s.value for s in done)} done in {took:.1f}s"))
         out.status.plan = []

@@ -33,6 +33,7 @@ async def apply_plan(
         if on_step:
             await on_step(step)
         ctx.next_step = steps[index + 1] if index + 1 < len(steps) else None
+        ctx.following = steps[index + 1 :]
         ctx.last = index == len(steps) - 1
         try:
             also = await kind.run(ctx)

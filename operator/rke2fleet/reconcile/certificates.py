@@ -18,6 +18,28 @@ from rke2fleet.api.status import CertificatesStatus
 # `--output json` came with the v1.33 lines (k3s PR #12226); older releases only log one line per
 # certificate, so they are asked again without it. One command either way.
 CHECK_SCRIPT = "rke2 certificate check --output json 2>/dev/null || rke2 certificate check 2>&1\n"
+CHECK_MARK = "--certificates--"
+CHECK_STATUS = "--certificates-status--"
+
+
+def with_check(script: str) -> str:
+    """`script` (the facts read after a start), then the certificate check in the same command:
+    RKE2 renews the certificates close to expiry as it starts, before it reports ready."""
+    return f'{script.rstrip()}\necho {CHECK_MARK}\n{CHECK_SCRIPT}echo "{CHECK_STATUS}$?"\n'
+
+
+def split_check(output: str) -> tuple[str, tuple[int, str] | None]:
+    """`with_check`'s output: the script's own, and (exit status, output) of the check, when it ran."""
+    head, mark, tail = output.partition(f"{CHECK_MARK}\n")
+    body, status, rc = tail.rpartition(CHECK_STATUS)
+    if not mark or not status:
+        return output, None
+    try:
+        return head, (int(rc.strip()), body)
+    except ValueError:
+        return head, None
+
+
 NOT_YET_VALID = "NOT YET VALID"  # its "ExpiryTime" is its notBefore (k3s pkg/cli/cert)
 # The logged form: `<file>: certificate <subject> [(<usages>)] is ok, expires at <RFC 3339>`.
 LOGGED = re.compile(

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from rke2fleet.hostaccess import HostTarget, redact
+from rke2fleet.hostaccess import CommandFailed, HostTarget, redact
 from rke2fleet.reconcile.desired import DesiredNode
 
 if TYPE_CHECKING:
@@ -47,7 +47,10 @@ def install_script(desired: DesiredNode, *, background: bool = False) -> str:
     )
 
 
-WAIT_CHUNK = 3.0  # seconds one readiness command waits on the host before reporting back
+WAIT_CHUNK = 3.0  # seconds one readiness command polls on the host before reporting back
+# Seconds one readiness command may wait in a blocking `systemctl start` of an activating unit
+# (before its polls): systemd ends it as soon as the start job ends, failed or not.
+BLOCK_WAIT = 20.0
 
 
 FACTS_MARK = "--facts--"
@@ -56,12 +59,20 @@ FACTS_MARK = "--facts--"
 WAIT_RAMP = (0.1, 0.1, 0.2, 0.2)  # the first polls of a wait: a quick start is seen at once
 
 
-def wait_script(unit: str, sleeps: Sequence[float], facts: str | None = None) -> str:
+def wait_script(
+    unit: str, sleeps: Sequence[float], facts: str | None = None, *, block: float = 0.0,
+    start: Sequence[str] | None = None,
+) -> str:  # fmt: skip
     """Poll `systemctl is-active` ON the host (no SSH round trip per poll), sleeping `sleeps` in
     turn between polls (len + 1 polls at most); print `state=<state>`, then, unless active, the
     unit's journal for the caller to judge.
     With `facts` (a facts script), an active unit is followed by FACTS_MARK and the host's facts:
-    the read after a start comes back with the wait instead of in a command of its own."""
+    the read after a start comes back with the wait instead of in a command of its own.
+    `start` (argv of a non-blocking start): run first, in the same command; its failure ends the
+    script with its exit status. `block` (seconds): a unit found `activating` is first waited for
+    by a blocking `systemctl start` (it joins the running start job; systemd reports the job's end
+    itself, so no poll runs meanwhile), bounded by `timeout` (the job goes on if it is cut).
+    A unit in any other state is never started by it."""
     u = shlex.quote(unit)
     journal = f"journalctl -u {u} -n 60 --no-pager 2>/dev/null"
     if facts:
@@ -69,8 +80,14 @@ def wait_script(unit: str, sleeps: Sequence[float], facts: str | None = None) ->
     else:
         report = f'[ "$s" = active ] || {journal}\n'
     delays = " ".join(f"{float(d):g}" for d in sleeps)
+    first = f"{shlex.join(start)} >/dev/null || exit $?\n" if start else ""
+    if block > 0:
+        first += (
+            f'if [ "$(systemctl is-active {u} 2>/dev/null)" = activating ]; then\n'
+            f"  timeout {block:g} systemctl start {u} >/dev/null 2>&1\nfi\n"
+        )
     return (
-        f"for d in {delays} last; do\n  s=$(systemctl is-active {u} 2>/dev/null)\n"
+        f"{first}for d in {delays} last; do\n  s=$(systemctl is-active {u} 2>/dev/null)\n"
         '  case "$s" in active|failed|inactive) break;; esac\n'
         '  [ "$d" = last ] && break\n  sleep "$d"\ndone\n'
         f'echo "state=$s"\n{report}exit 0\n'
@@ -97,22 +114,33 @@ async def wait_ready(
     interval: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
     facts: str | None = None,
+    start: Sequence[str] | None = None,
 ) -> str | None:
     """Wait for the unit with our own timeout: RKE2's units have TimeoutStartSec=0.
 
-    One command per WAIT_CHUNK polls on the host. A unit that keeps failing stays `activating`
-    (auto-restart) forever, so the journal that comes back with a not-yet-active state is read
-    too: a main-process exit since the last stop means this start failed. Returns the output of
-    the `facts` script, run on the host once the unit is active (None without one).
+    One command at a time on the host: a blocking `systemctl start` of the unit while it is
+    activating (systemd says when the start job ends: no poll meanwhile; up to BLOCK_WAIT), then
+    polls for up to WAIT_CHUNK. A unit that
+    keeps failing stays `activating` (auto-restart) forever, so the journal that comes back with
+    a not-yet-active state is read too: a main-process exit since the last stop means this start
+    failed. `start` (argv of a non-blocking start) runs in the first command, ahead of the wait;
+    its failure raises CommandFailed. Returns the output of the `facts` script, run on the host
+    once the unit is active (None without one).
     """
     deadline = clock() + timeout
     ramp: tuple[float, ...] = WAIT_RAMP
     while True:
-        sleeps = poll_delays(min(WAIT_CHUNK, deadline - clock()), interval, ramp)
+        block = max(0.0, min(BLOCK_WAIT, deadline - clock()))
+        sleeps = poll_delays(min(WAIT_CHUNK, deadline - clock() - block), interval, ramp)
         ramp = ()
-        res = await hosts.run(
-            target, script=wait_script(unit, sleeps, facts), check=False, timeout=sum(sleeps) + 30
-        )
+        script = wait_script(unit, sleeps, facts, block=block, start=start)
+        res = await hosts.run(target, script=script, check=False, timeout=block + sum(sleeps) + 30)
+        if start and res.exit_status != 0:
+            raise CommandFailed(
+                f"command {start[0]!r}", res.exit_status, redact(res.stderr[-2000:], secrets),
+                redact(res.stdout[-2000:], secrets),
+            )  # fmt: skip
+        start = None
         head, _, rest = res.stdout.partition("\n")
         state = head.removeprefix("state=").strip()
         if state == "active":

@@ -63,6 +63,7 @@ class StepContext:
     background: bool = False  # staging: the install at a lower CPU priority
     facts_after: str | None = None  # a facts script, run by a final readiness wait
     next_step: Step | None = None
+    following: tuple[Step, ...] = ()  # the plan's steps after this one
     last: bool = False
     announce: Callable[[Step], Awaitable[None]] | None = None  # a step merged into this one starts
     facts_output: str | None = None  # what the final readiness wait's facts script printed
@@ -114,14 +115,22 @@ async def _enable(ctx: StepContext) -> tuple[Step, ...]:
         # One command for both (systemd's own `enable --now`); a failure names the start.
         if ctx.announce:
             await ctx.announce(Step.START)
-        await ctx.hosts.run(ctx.target, ["systemctl", "enable", "--now", "--no-block", ctx.desired.unit])
+        enable_now = ["systemctl", "enable", "--now", "--no-block", ctx.desired.unit]
+        if ctx.following[1:2] == (Step.WAIT_READY,):  # ... and the readiness wait in it too
+            await _wait(ctx, start=enable_now, last=len(ctx.following) == 2)
+            return (Step.START, Step.WAIT_READY)
+        await ctx.hosts.run(ctx.target, enable_now)
         return (Step.START,)
     await ctx.hosts.run(ctx.target, ["systemctl", "enable", ctx.desired.unit])
     return ()
 
 
 async def _start(ctx: StepContext) -> tuple[Step, ...]:
-    await ctx.hosts.run(ctx.target, ["systemctl", "start", "--no-block", ctx.desired.unit])
+    start = ["systemctl", "start", "--no-block", ctx.desired.unit]
+    if ctx.next_step is Step.WAIT_READY:  # one command for the start and the readiness wait
+        await _wait(ctx, start=start, last=len(ctx.following) == 1)
+        return (Step.WAIT_READY,)
+    await ctx.hosts.run(ctx.target, start)
     return ()
 
 
@@ -137,7 +146,9 @@ async def _rotate_certificates(ctx: StepContext) -> tuple[Step, ...]:
     return ()
 
 
-async def _wait_ready(ctx: StepContext) -> tuple[Step, ...]:
+async def _wait(ctx: StepContext, *, start: list[str] | None = None, last: bool) -> None:
+    """The readiness wait (after `start`, in the same command, when given); the facts read after
+    it when it ends the plan."""
     try:
         ctx.facts_output = await wait_ready(
             ctx.hosts,
@@ -145,10 +156,15 @@ async def _wait_ready(ctx: StepContext) -> tuple[Step, ...]:
             ctx.desired.unit,
             timeout=ctx.readiness_timeout,
             secrets=ctx.secrets,
-            facts=ctx.facts_after if ctx.last else None,
+            facts=ctx.facts_after if last else None,
+            start=start,
         )
     except StartFailed as exc:
         raise StepFailed(Step.WAIT_READY, exc.reason, str(exc)) from None
+
+
+async def _wait_ready(ctx: StepContext) -> tuple[Step, ...]:
+    await _wait(ctx, last=ctx.last)
     return ()
 
 
