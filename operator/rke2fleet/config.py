@@ -21,6 +21,10 @@ class Settings:
     # This process's shard of the fleet (rke2fleet run --shard INDEX/COUNT).
     shard_index: int = 0
     shard_count: int = 1
+    # Status writes per second to parked nodes (handlers.parked): a paused cluster's nodes show
+    # Paused a little later, and the API server and our event loop take them as a stream, not
+    # as a burst of thousands at start-up (client-go's controllers rate-limit their writes too).
+    parked_write_rate: float = 200.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -28,6 +32,7 @@ class Settings:
             node_tick=float(env.get("RKE2FLEET_NODE_TICK", cls.node_tick)),
             cluster_tick=float(env.get("RKE2FLEET_CLUSTER_TICK", cls.cluster_tick)),
             artifact_cache=env.get("RKE2FLEET_ARTIFACT_CACHE", ""),
+            parked_write_rate=float(env.get("RKE2FLEET_PARKED_WRITE_RATE", cls.parked_write_rate)),
         )
 
 

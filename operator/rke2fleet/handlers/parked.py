@@ -57,6 +57,8 @@ async def node_parked(*, memo: Any, name: str, namespace: Any, type: Any, **kw: 
     msg = f"cluster {kw['spec'].get('cluster')} is paused"
     conditions = [Cond("Ready", False, "Paused", msg)]
     write_status(kw["patch"], kw["status"], kw["meta"].get("generation"), {"phase": "Paused"}, conditions)
+    if kw["patch"]:
+        await fleet.parked_writes.turn()
 
 
 async def release_parked(fleet: FleetState, ckey: ClusterKey) -> None:

@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from rke2fleet.config import SETTINGS
 from rke2fleet.engine.core import Engine
 from rke2fleet.engine.memory import ClusterKey, NodeKey
 from rke2fleet.store.kube import KubeStore
@@ -35,8 +36,9 @@ class FleetState:
     # Nodes to re-check at their next tick, whatever their drift interval: the cluster reports
     # them differently from their status.
     poked: set[NodeKey] = field(default_factory=set)
-    # Nodes of paused clusters never taken on (see handlers.parked).
+    # Nodes of paused clusters never taken on (see handlers.parked), and their writes' pace.
     parked: set[NodeKey] = field(default_factory=set)
+    parked_writes: Pace = field(default_factory=lambda: Pace(SETTINGS.parked_write_rate))
     # Per RKE2Snapshot / RKE2Restore: the status its last pass wrote (newer than a body in flight).
     object_status: dict[str, dict[str, Any]] = field(default_factory=dict)  # by uid
 
@@ -74,6 +76,23 @@ class FleetState:
     def forget_cluster(self, ckey: ClusterKey) -> None:
         self.cluster_stamps.pop(ckey, None)
         self.engine.memory.forget_cluster(ckey)
+
+
+class Pace:
+    """At most `rate` turns a second, in the order asked: each caller sleeps until its slot."""
+
+    def __init__(self, rate: float) -> None:
+        self.gap = 1.0 / rate if rate > 0 else 0.0
+        self.next_slot = 0.0
+
+    async def turn(self) -> None:
+        if not self.gap:
+            return
+        now = asyncio.get_running_loop().time()
+        slot = max(now, self.next_slot)
+        self.next_slot = slot + self.gap
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
 
 async def _first_of(event: asyncio.Event, stopped: Any, timeout: float) -> None:  # noqa: ASYNC109
