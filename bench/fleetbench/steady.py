@@ -185,7 +185,7 @@ def drift_window(fleet: Fleet, node_tick: float, interval: float) -> PassResult:
     pass (and its sessions closed), at the latest `interval` + tick + the wake's spread + 10 s
     later. Commands are counted in each host's drift pass (the burst after its wake burst, which
     may start before the window opens when the wake pass outlasts the interval); API writes are
-    those after the wake pass, plus any node write during it (the wake itself writes none)."""
+    those after the wake pass, plus the node writes during it when some drift pass started then."""
     assert fleet.sshds is not None
     tp = time.monotonic()
     fleet.kube.patch_spec("rke2clusters", CLUSTER, {"driftCheckInterval": f"{interval:g}s"})
@@ -202,11 +202,14 @@ def drift_window(fleet: Fleet, node_tick: float, interval: float) -> PassResult:
     end = time.monotonic()
     cpu = cpu_now(fleet) - c0
     audit = fleet.kube.audit()
-    res = _summarise(fleet, "drift", end - t0, _drift_passes(fleet, tp), audit[n0:], cpu)
+    groups = _drift_passes(fleet, tp)
+    res = _summarise(fleet, "drift", end - t0, groups, audit[n0:], cpu)
     early = classify_writes(audit[:n0])[0]
-    res.node_writes += early
-    if early:
-        res.writes_by_kind["node writes during the wake pass"] = early
+    if early and any(b[0] < t0 for g in groups.values() for b in g):
+        res.node_writes += early  # drift passes ran before the window opened: theirs may be among them
+        res.writes_by_kind["node writes before the window (wake and early drift passes)"] = early
+    elif early:
+        res.writes_by_kind["node writes in the drift patch's wake pass (not counted)"] = early
     return res
 
 
