@@ -39,7 +39,7 @@ from rke2fleet.reconcile.steps import STEPS, Step, StepContext, StepFailed, writ
 # Polls of the cluster's view while a started node's Kubernetes Node comes up (seconds; the
 # reads are shared between the nodes waiting in the same cluster).
 SERVING_POLLS = (0.2, 0.3, 0.5)
-SERVING_POLL = 1.0
+SERVING_POLL = 0.5
 
 
 class Pass(CertificateReads):

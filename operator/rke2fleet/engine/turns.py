@@ -18,7 +18,7 @@ from rke2fleet.reconcile.health import ClusterHealth
 from rke2fleet.reconcile.ordering import GoAhead, NodeView, may_disrupt
 
 BRINGUP_BATCH = 50  # reference §5: agents in batches of at most 50
-TURN_WAIT = 15.0  # bounded: a pass holds a worker while it waits
+TURN_WAIT = 60.0  # bounded: a pass holds a worker (no limit on them) while it waits
 TURN_POLL = 0.2
 # Node phases that mean RKE2 was started on it by us (installed or beyond).
 STARTED_PHASES = frozenset({"Installing", "Configuring", "Starting", "Draining", "Ready", "NotReady"})
