@@ -107,6 +107,13 @@ def test_prometheus_sees_every_node_ready_and_rules_evaluate(
 
     # Every metric the rules and the dashboard use is exported by the running operator, except
     # the few that only exist once something goes wrong (drift, a halted upgrade).
+    # A first start's certificates are read by the node's pass a few seconds after it (off the
+    # bring-up's path): every node has its expiry soon after the cluster is Ready.
+    prom.wait(
+        "certificate expiry of every node",
+        lambda: len(prom.query("rke2fleet_certificate_expiry_timestamp_seconds")) == len(expected),
+        timeout=40,
+    )
     queries = _dashboard_queries("default", "obs")
     used = {_base_metric(m) for text in [*queries, *(r["query"] for r in rules)] for m in METRIC_NAME.findall(text)}
     seen = {

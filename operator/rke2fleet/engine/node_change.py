@@ -40,6 +40,7 @@ from rke2fleet.reconcile.steps import STEPS, Step, StepContext, StepFailed, writ
 # reads are shared between the nodes waiting in the same cluster).
 SERVING_POLLS = (0.2, 0.3, 0.5)
 SERVING_POLL = 0.5
+CERTIFICATES_AFTER_START = 5.0  # s: the next pass, which reads the certificates a first start issued
 
 
 class Pass(CertificateReads):
@@ -333,12 +334,16 @@ class Pass(CertificateReads):
                 )
                 return step_failed(out, self.ctx.target, StepFailed(Step.WAIT_READY, v.ready.reason, msg))
         started = any(s in done for s in (Step.START, Step.RESTART))
-        if not started or self.known_certificates() is not None:
+        deferred = started and self.known_certificates() is None
+        if not deferred:
             await self.read_certificates(after, force=started, read=checked)
         took = time.monotonic() - (deadline - readiness_timeout)
         out.events.append(Event("Normal", "Reconciled", f"{', '.join(s.value for s in done)} done in {took:.1f}s"))
         out.status.plan = []
-        return judged(out, desired, after, self.ctx.target, await self.verdict(after, health))
+        res = judged(out, desired, after, self.ctx.target, await self.verdict(after, health))
+        if deferred:  # a first start's certificates: read by a pass soon after, off the bring-up's path
+            res.look_again = CERTIFICATES_AFTER_START
+        return res
 
     async def await_serving(self, facts: HostFacts, deadline: float) -> tuple[Verdict, ClusterHealth | None]:
         """After a start: until the cluster says the node serves (its Node Ready, a server a

@@ -31,6 +31,7 @@ class NodeOutcome:
     conditions: list[Cond] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     retry_after: float | None = None  # None: done until the next tick
+    look_again: float | None = None  # settled, but the next pass in this many seconds (not a retry)
     host_actions: int = 0  # steps run that changed the host
     drift_kinds: list[str] = field(default_factory=list)
     kubeconfig_sha256: str | None = None  # of the host's rke2.yaml, seen by this pass

@@ -36,8 +36,11 @@ def record_of(name: str, namespace: str, kw: dict[str, Any]) -> NodeRecord:
     )
 
 
-async def reconcile(fleet: FleetState, record: NodeRecord, kw: dict[str, Any], *, timer: bool) -> float | None:
-    """One pass; the delay after which to retry (None when settled)."""
+async def reconcile(
+    fleet: FleetState, record: NodeRecord, kw: dict[str, Any], *, timer: bool
+) -> tuple[float | None, float | None]:
+    """One pass; the delay after which to retry (None when settled), and when a settled node's
+    next pass is due sooner than its drift interval (None: not sooner)."""
     fleet.store.bind(kw)
     out: NodeOutcome = await node_pass(fleet.engine, record, timer=timer)
     fleet.seen_stamp[record.key] = indexes.desired_stamp(out.cluster)
@@ -48,7 +51,7 @@ async def reconcile(fleet: FleetState, record: NodeRecord, kw: dict[str, Any], *
         raise kopf.PermanentError(out.permanent)
     if out.host_actions:
         kw["logger"].info("node %s: %s", record.name, "; ".join(out.status.plan or []) or "converged")
-    return out.retry_after
+    return out.retry_after, out.look_again
 
 
 @kopf.on.resume(GROUP, VERSION, "rke2nodes", when=tended)
@@ -59,8 +62,8 @@ async def node_changed(*, memo: Any, name: str, namespace: Any, **kw: Any) -> No
     record = record_of(name, namespace, kw)
     with observed("RKE2Node", namespace, name):
         async with fleet.node_locks[record.key]:
-            delay = await reconcile(fleet, record, kw, timer=False)
-        fleet.next_pass[record.key] = time.monotonic() + (delay or _drift_interval(fleet, record))
+            delay, again = await reconcile(fleet, record, kw, timer=False)
+        fleet.next_pass[record.key] = time.monotonic() + (delay or again or _drift_interval(fleet, record))
         if delay is not None:
             raise kopf.TemporaryError("not converged yet; see status", delay=delay)
 
@@ -86,9 +89,10 @@ async def node_tick(*, memo: Any, name: str, namespace: Any, spec: Any, **kw: An
     fleet.poked.discard(record.key)
     with observed("RKE2Node", namespace, name):
         async with lock:
-            delay = await reconcile(fleet, record, {**kw, "spec": spec}, timer=not woken)
+            delay, again = await reconcile(fleet, record, {**kw, "spec": spec}, timer=not woken)
     # Not settled (waiting for its turn, retrying a failure): come back soon, not in a drift interval.
-    fleet.next_pass[record.key] = time.monotonic() + (delay if delay is not None else _drift_interval(fleet, record))
+    later = delay if delay is not None else again or _drift_interval(fleet, record)
+    fleet.next_pass[record.key] = time.monotonic() + later
 
 
 @kopf.on.delete(GROUP, VERSION, "rke2nodes", when=tended)
