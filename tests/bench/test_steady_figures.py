@@ -26,9 +26,10 @@ def test_hosts_past_240_go_on_into_the_next_block() -> None:
 
 
 def test_a_tree_counts_what_its_live_processes_reaped() -> None:
-    shell = subprocess.Popen(["sh", "-c", "python3 -c 'sum(range(30_000_000))'; sleep 5"])
+    # The child's work (~1 s of CPU) dwarfs what it may have spent before `before` is read, on a
+    # loaded machine too.
+    shell = subprocess.Popen(["sh", "-c", "sleep 0.3; python3 -c 'sum(range(100_000_000))'; sleep 5"])
     try:
-        time.sleep(0.3)
         before = hostcpu.tree_cpu_s([shell.pid])
         deadline = time.monotonic() + 20
         while hostcpu.tree_cpu_s([shell.pid]) - before < 0.2 and time.monotonic() < deadline:
