@@ -54,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "same objects (after the unsharded rounds; operator only), e.g. 1,2,4")
     p.add_argument("--live-hosts", type=int, default=None,
                    help="live hosts (a real cluster brought up) among the load's objects (default 1 %%, at least 2)")
+    p.add_argument("--load-hosts-nice", type=int, default=0,
+                   help="nice value of the load's sandbox hosts (their sshds and all they start): hosts are other "
+                        "machines than the operator's, here they share its cores (0 = same priority)")
     p.add_argument("--profile", default=None,
                    help="py-spy each load run (50 Hz, 20 s) and the operator over each steady wake pass "
                         "(100 Hz), speedscope JSON, into this directory")
@@ -113,13 +116,13 @@ def control_plane_loads(workdir: Path, args: argparse.Namespace) -> list[LoadRes
         for subject in subjects:
             ld = control_plane_load(workdir, args.objects, args.node_tick, args.cluster_tick,
                                     subject=subject, round_=rnd, min_window=window, profile_dir=profile,
-                                    live_hosts=args.live_hosts)  # fmt: skip
+                                    live_hosts=args.live_hosts, hosts_nice=args.load_hosts_nice)  # fmt: skip
             window = ld.seconds if subject == "operator" else window
             out.append(ld)
             _log_load(ld)
     for shards in (int(n) for n in args.load_shards.split(",") if n.strip() and int(n) > 1):
         ld = control_plane_load(workdir, args.objects, args.node_tick, args.cluster_tick, shards=shards,
-                                live_hosts=args.live_hosts)  # fmt: skip
+                                live_hosts=args.live_hosts, hosts_nice=args.load_hosts_nice)  # fmt: skip
         out.append(ld)
         _log_load(ld)
     return out

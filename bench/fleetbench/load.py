@@ -52,6 +52,7 @@ class LoadResult:
     node_tick: float
     objects: int
     live_hosts: int
+    hosts_nice: int  # the hosts' nice value (0: the operator's priority)
     shards: int  # > 1: the operator ran as shard 0 of this many
     # operator start → every paused node shows Paused and (operator only: the floor does not
     # bring hosts up) the live cluster is Ready
@@ -167,14 +168,22 @@ def start_profile(op: OperatorProcess, probe: LoopProbe, out: Path) -> subproces
 def control_plane_load(
     workdir: Path, objects: int, node_tick: float, cluster_tick: float, *,
     subject: str = "operator", round_: int = 1, min_window: float = 0.0, profile_dir: Path | None = None,
-    shards: int = 1, live_hosts: int | None = None,
+    shards: int = 1, live_hosts: int | None = None, hosts_nice: int = 0,
 ) -> LoadResult:  # fmt: skip
     """Create the objects, start `subject` on them, probe its loop until all are processed (and at
     least `min_window` seconds, so two subjects are compared over windows of the same length).
-    With `shards` > 1 the operator runs as shard 0 of them and "all" is its share."""
+    With `shards` > 1 the operator runs as shard 0 of them and "all" is its share. `hosts_nice`:
+    the hosts' sshds (and so every session, stand-in and daemon they start) run at that nice value:
+    the live cluster's bring-up is the hosts' work, on other machines than the operator's in a real
+    site; here it would otherwise take the operator's (and only the operator's: the floors bring no
+    host up) share of the cores, and the loop lag would measure the hosts."""
     live = live_hosts or max(2, objects // 100)
     load_before = os.getloadavg()[0]
     with Fleet(workdir, f"load-{subject}{round_}-{shards}", 1, live - 1) as fleet:
+        for host in fleet.sb.hosts:
+            pid = fleet.sb.host(host).sshd
+            if hosts_nice and pid is not None:
+                os.setpriority(os.PRIO_PROCESS, pid.pid, hosts_nice)
         fleet.kube.create_token_secret(generate_token())
         docs = fleet.manifests("1h") + parked_docs(objects - live, fleet.sb.hosts[0].host_key_line)
         with concurrent.futures.ThreadPoolExecutor(8) as pool:  # 10,000 one by one take minutes
@@ -208,7 +217,8 @@ def control_plane_load(
     ms = [s * 1000 for s in probe.samples]
     burst_end = time.time() - (time.monotonic() - paused_at)  # the audit's clock is the wall clock
     return LoadResult(
-        subject=subject, round=round_, node_tick=node_tick, objects=objects, live_hosts=live, shards=shards,
+        subject=subject, round=round_, node_tick=node_tick, objects=objects, live_hosts=live, hosts_nice=hosts_nice,
+        shards=shards,
         seconds=seconds, paused_s=paused_at - t0, window_s=window, peak_rss_mb=rss, cpu_s=cpu,
         burst_cpu_s=burst_cpu,
         burst_p99_ms=percentile([m for m, at in zip(ms, probe.times, strict=True) if at <= paused_at], 99),

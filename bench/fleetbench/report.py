@@ -97,9 +97,10 @@ def load_rows(loads: list[LoadResult]) -> list[tuple[str, str, str]]:
             value = value.replace("paused nodes done in", "idle after")
             out.append((f"floor: Kopf watching only, same {ld.objects} objects{suffix}", value, ""))
         else:
-            label = f"control plane: {ld.objects} RKE2Nodes ({ld.live_hosts} live, tick {ld.node_tick:g} s){suffix}"
+            live = f"{ld.live_hosts} live at nice {ld.hosts_nice}"
+            label = f"control plane: {ld.objects} RKE2Nodes ({live}, tick {ld.node_tick:g} s){suffix}"
             if ld.shards > 1:
-                label = f"control plane: shard 0/{ld.shards} of {ld.objects} RKE2Nodes ({ld.live_hosts} live)"
+                label = f"control plane: shard 0/{ld.shards} of {ld.objects} RKE2Nodes ({live})"
             out.append((label, value, "RSS < 150 MB, p99 <= 1.5x the watch-only floor"))
     return out + lag_ratio_rows(loads)
 

@@ -5,6 +5,7 @@ fails, or the time is up. Statuses and generated Secrets go to the state directo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -110,10 +111,11 @@ class Converge:
 
 
 async def _first(event: asyncio.Event, timeout: float | None) -> None:  # noqa: ASYNC109 - a poll interval
-    try:
-        await asyncio.wait_for(event.wait(), timeout)
-    except TimeoutError:
-        pass
+    # Not wait_for: on Python 3.11 it swallows a cancellation that lands as the event is set, and
+    # the node loop that should end with the run waits on forever (an `apply` hung at its end).
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
 
 
 async def converge(engine: Engine, store: FileStore, progress: Progress, timeout: float) -> str | None:  # noqa: ASYNC109
@@ -141,8 +143,11 @@ async def converge(engine: Engine, store: FileStore, progress: Progress, timeout
             await asyncio.sleep(0.2)
         return None
     finally:
-        for task in tasks:
-            task.cancel()
+        pending = set(tasks)
+        while pending:  # a task that went on past one cancellation is cancelled again
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=5)
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
