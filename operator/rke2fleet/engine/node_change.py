@@ -36,10 +36,12 @@ from rke2fleet.reconcile.plan import Plan, plan_node
 from rke2fleet.reconcile.readiness import Verdict, judge, kubernetes_conditions
 from rke2fleet.reconcile.steps import STEPS, Step, StepContext, StepFailed, writes_progress
 
-# Polls of the cluster's view while a started node's Kubernetes Node comes up (seconds; the
-# reads are shared between the nodes waiting in the same cluster).
-SERVING_POLLS = (0.2, 0.3, 0.5)
-SERVING_POLL = 0.5
+# Polls of the cluster's view while a started node's Kubernetes Node comes up (seconds; one read
+# at a time, shared between the nodes waiting in the same cluster, so at most about 4 reads a
+# second on one server while nodes come up). The poll is the bring-up's hand-over latency: a
+# server's turn passes on, and the cluster counts the last agent, only when a read sees it.
+SERVING_POLLS = (0.2,)
+SERVING_POLL = 0.25
 CERTIFICATES_AFTER_START = 5.0  # s: the next pass, which reads the certificates a first start issued
 
 
@@ -351,7 +353,7 @@ class Pass(CertificateReads):
         unit being active says neither: the kubelet, CNI and etcd's promotion come after it."""
         polls = iter(SERVING_POLLS)
         while True:
-            health = await self.health(0.5)
+            health = await self.health(SERVING_POLL)
             v = await self.verdict(facts, health)
             if v.is_ready or time.monotonic() >= deadline or v.ready.reason == "VersionMismatch":
                 return v, health
