@@ -119,15 +119,70 @@ def test_registries_and_proxy_land_0600_and_a_change_rolls_one_node_at_a_time(e2
         return ev if len({e["node"] for e in ev if e["event"] == "ready"}) == 3 else None
 
     events = kube.wait("every node restarted with the new registries.yaml", restarted, timeout=120)
+
+    def story() -> str:  # what a failure needs to be understood: the cluster's events and the systemctl calls
+        lines = [f"{e['t'] - mark:8.3f} {e['node']} {e['event']}" for e in datastore_events(sb) if e["t"] >= mark]
+        for host in sb.hosts:
+            for ln in sh(sb, host, "cat /run/rke2fleet/units/systemctl.log").splitlines():
+                t, _, call = ln.partition(" ")
+                if float(t) >= mark and "is-" not in call and "show" not in call:
+                    lines.append(f"{float(t) - mark:8.3f} {host.name} systemctl {call}")
+        return "\n".join(sorted(lines))
+
     down: set[str] = set()
     for e in sorted(events, key=lambda e: e["t"]):  # never two nodes restarting at once
         if e["event"] == "start":
-            assert not down, f"{e['node']} restarted while {down} was not Ready yet"
+            assert not down, f"{e['node']} restarted while {down} was not Ready yet:\n{story()}"
             down.add(e["node"])
         else:
             down.discard(e["node"])
     kube.wait_phase("rke2clusters", "site", "Ready", timeout=60)
     assert "mirror-2.site" in sh(sb, sb.agents[1], "cat /etc/rancher/rke2/registries.yaml")
+
+
+def fail_next_restart(sb: Any, host: Any) -> None:
+    """The host's next `systemctl restart` fails as systemd's does when its D-Bus call times out
+    (nothing restarted), then systemctl works again: a wrapper bound over it in the host's own
+    mount namespace."""
+    shim = sh(sb, host, "cat /usr/bin/systemctl").splitlines()
+    wrapper = "\n".join([
+        "#!/bin/sh",
+        'if [ "$1" = restart ] && rm /run/faults/fail-restart 2>/dev/null; then',
+        '  echo "Failed to restart $4.service: Connection timed out" >&2; exit 1',
+        "fi",
+        *shim[1:],
+    ]) + "\n"  # fmt: skip
+    res = sb.run_on_host(host, "mkdir -p /run/faults && cat > /run/faults/systemctl && chmod 755 /run/faults/systemctl"
+                         " && touch /run/faults/fail-restart && mount --bind /run/faults/systemctl /usr/bin/systemctl",
+                         input=wrapper.encode())  # fmt: skip
+    assert res.returncode == 0, res.stderr
+
+
+def test_a_restart_lost_after_its_files_changed_is_still_made(e2e: E2E) -> None:
+    """The restart that takes a changed registries.yaml fails on the host: the file on disk is the
+    wanted one, but RKE2 reads it only as it starts. The next pass restarts the node all the same
+    (the restart is owed from the first changed file until it is queued)."""
+    sb = e2e.up(1, 1)
+    kube = e2e.kube
+    assert kube
+    registries = {"mirrors": {"docker.io": {"endpoint": [sb.installer_url]}}}
+    kube.apply(docs(sb, "owed", registries=registries))
+    e2e.operator()
+    kube.wait_phase("rke2clusters", "owed", "Ready", timeout=120)
+    agent = sb.agents[0]
+    fail_next_restart(sb, agent)
+    mark = time.time()
+    registries["mirrors"]["docker.io"]["endpoint"].append("https://mirror-2.site:5000")
+    kube.patch_spec("rke2clusters", "owed", {"registries": registries})
+
+    def restarted() -> bool:
+        return any(e["node"] == agent.name and e["event"] == "ready" for e in datastore_events(sb) if e["t"] >= mark)
+
+    kube.wait("the agent restarted after its failed restart", restarted, timeout=120)
+    assert sh(sb, agent, "ls /run/faults/fail-restart 2>/dev/null; true").strip() == ""  # it did fail once
+    assert "mirror-2.site" in sh(sb, agent, "cat /etc/rancher/rke2/registries.yaml")
+    assert sh(sb, agent, "ls /var/lib/rke2fleet/restart-pending 2>/dev/null; true").strip() == ""
+    kube.wait_phase("rke2clusters", "owed", "Ready", timeout=60)
 
 
 def test_cis_prepared_by_the_operator_refused_by_rke2_where_not_and_addons(e2e: E2E) -> None:

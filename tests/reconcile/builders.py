@@ -65,6 +65,7 @@ def facts_output(
     agent: tuple[str, str] = ("disabled", "inactive"),
     running: str | None = "same",
     data_bin: str | None = None,
+    restart_pending: bool = False,
     end: bool = True,
 ) -> str:
     """What FACTS_SCRIPT prints on a host (format of reconcile/facts.py).
@@ -82,6 +83,8 @@ def facts_output(
     if data_bin is None and last_started:
         data_bin = data_bin_link(last_started)
     lines += [f"data_bin={data_bin or ''}", "os=debian 12", "arch=x86_64"]
+    if restart_pending:
+        lines.append("restart_pending=yes")
     if end:
         lines.append("facts_end=1")
     return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,17 +110,27 @@ def test_removal_keeps_a_quorum_of_the_voters_left() -> None:
     assert not removal_verdict(ClusterHealth(error="no API"), "s1", []).allowed
 
 
+class SlowPool:
+    """One server that answers every read after 50 ms; `started`: when each read began."""
+
+    def __init__(self, started: list[float]) -> None:
+        self.started = started
+
+    async def run(self, target: Any, **kw: Any) -> Any:
+        self.started.append(time.monotonic())
+        await asyncio.sleep(0.05)
+        return type("R", (), {"stdout": output([node("s1", etcd=VOTER)])})()
+
+
+async def candidates() -> list[tuple[str, Any, str]]:
+    return [("s1", object(), "script")]
+
+
 def test_shared_reads_and_max_age() -> None:
-    calls: list[int] = []
+    calls: list[float] = []
 
-    class Pool:
-        async def run(self, target: Any, **kw: Any) -> Any:
-            calls.append(1)
-            await asyncio.sleep(0.05)
-            return type("R", (), {"stdout": output([node("s1", etcd=VOTER)])})()
-
-    async def candidates() -> list[tuple[str, Any, str]]:
-        return [("s1", object(), "script")]
+    def Pool() -> SlowPool:
+        return SlowPool(calls)
 
     async def scenario() -> None:
         reader = HealthReader()
@@ -128,6 +139,31 @@ def test_shared_reads_and_max_age() -> None:
         assert await reader.read(Pool(), candidates, max_age=60) is results[0]  # type: ignore[arg-type]
         await reader.read(Pool(), candidates, max_age=0)  # type: ignore[arg-type]
         assert len(calls) == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_read_begun_before_since_is_neither_kept_nor_joined() -> None:
+    """After a node's restart its wait may not take a read that began before it: the node
+    would be seen as it was (Ready), and the rollout's turn passed on while it is down."""
+    started: list[float] = []
+
+    def Pool() -> SlowPool:
+        return SlowPool(started)
+
+    async def scenario() -> None:
+        reader = HealthReader()
+        early = asyncio.ensure_future(reader.read(Pool(), candidates, max_age=0))  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)  # under way
+        since = time.monotonic()
+        late = await reader.read(Pool(), candidates, max_age=60, since=since)  # type: ignore[arg-type]
+        assert len(started) == 2 and late.read_at >= since
+        first = await early
+        assert first.read_at < since and reader.last is late  # the older read does not replace it
+        assert await reader.read(Pool(), candidates, max_age=60, since=since) is late  # type: ignore[arg-type]
+        assert len(started) == 2
+        await reader.read(Pool(), candidates, max_age=60, since=time.monotonic())  # type: ignore[arg-type]
+        assert len(started) == 3
 
     asyncio.run(scenario())
 

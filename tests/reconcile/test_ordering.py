@@ -173,3 +173,22 @@ def test_choose_init_server(
     servers: list[tuple[str, str]], registration: str | None, recorded: str | None, init: str | None
 ) -> None:
     assert choose_init_server(servers, registration, recorded) == init
+
+
+def test_a_live_change_takes_one_role_at_a_time() -> None:
+    """A restart rolling through a running cluster: the bring-up lets agents go with every
+    server Ready; a live change also waits for the node of the other role that is going down
+    (it was Ready when last read)."""
+    nodes = cluster(ready=ALL, busy="s2")
+    agent = next(n for n in nodes if n.name == "a1")
+    assert may_disrupt(agent, nodes, "s1", agent_batch=1).allowed  # the bring-up's rule
+    live = may_disrupt(agent, nodes, "s1", agent_batch=1, live=True)
+    assert not live.allowed and "s2" in live.reason
+    nodes = cluster(ready=ALL, busy="a2")
+    server = next(n for n in nodes if n.name == "s1")
+    assert may_disrupt(server, nodes, "s1", agent_batch=1).allowed
+    live = may_disrupt(server, nodes, "s1", agent_batch=1, live=True)
+    assert not live.allowed and "a2" in live.reason
+    agent = next(n for n in nodes if n.name == "a1")
+    assert not may_disrupt(agent, nodes, "s1", agent_batch=1, live=True).allowed  # agentConcurrency 1
+    assert may_disrupt(agent, nodes, "s1", agent_batch=2, live=True).allowed

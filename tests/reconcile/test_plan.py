@@ -23,6 +23,10 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], tuple[Step, ...]]] = [
         (S.INSTALL, S.WRITE_CONFIG, S.ENABLE, S.START, S.WAIT_READY),
     ),
     ("config differs", {"config_sha256": OTHER_SHA}, {}, (S.WRITE_CONFIG, S.RESTART, S.WAIT_READY)),
+    # written by a pass that died before its restart: the files match, the process does not
+    ("restart owed", {"restart_pending": True}, {}, (S.RESTART, S.WAIT_READY)),
+    ("restart owed, new config again", {"restart_pending": True, "config_sha256": OTHER_SHA}, {},
+     (S.WRITE_CONFIG, S.RESTART, S.WAIT_READY)),
     ("config deleted", {"config_sha256": None}, {}, (S.WRITE_CONFIG, S.RESTART, S.WAIT_READY)),
     (
         "config differs, stopped",

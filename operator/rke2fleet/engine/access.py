@@ -150,9 +150,11 @@ async def cluster_health(
     max_age: float,
     secrets: Sequence[str],
     init: str | None,
+    since: float | None = None,
 ) -> ClusterHealth:
     """The cluster's own view of its Nodes, read through the first server that answers (those
-    seen serving first, then those whose unit runs and the init server, unreachable ones last)."""
+    seen serving first, then those whose unit runs and the init server, unreachable ones last);
+    `since`: see HealthReader.read."""
 
     async def candidates() -> list[tuple[str, HostTarget, str]]:
         servers = [r for r in engine.store.nodes(namespace, cluster_name) if r.role == "server"]
@@ -167,4 +169,4 @@ async def cluster_health(
         return out
 
     reader = engine.memory.health[(namespace, cluster_name)]
-    return await reader.read(engine.hosts, candidates, max_age=max_age, secrets=secrets)
+    return await reader.read(engine.hosts, candidates, max_age=max_age, secrets=secrets, since=since)

@@ -56,11 +56,12 @@ class Pass(CertificateReads):
         self.facts: HostFacts | None = None
         self.staged: list[str] = []  # the plan's actions staged in this pass
 
-    async def health(self, max_age: float) -> ClusterHealth:
+    async def health(self, max_age: float, since: float | None = None) -> ClusterHealth:
         ns, cname = self.ctx.ckey
         return await cluster_health(
-            self.engine, ns, cname, self.cluster, max_age=max_age, secrets=self.ctx.secrets, init=self.ctx.init
-        )
+            self.engine, ns, cname, self.cluster, max_age=max_age, secrets=self.ctx.secrets, init=self.ctx.init,
+            since=since,
+        )  # fmt: skip
 
     async def verdict(self, facts: HostFacts, health: ClusterHealth | None = None) -> Verdict:
         """Ready as the host and the cluster see it; the cluster is asked only about a running unit."""
@@ -148,7 +149,9 @@ class Pass(CertificateReads):
         # The listing now, not at pass start (another pass may have claimed its turn meanwhile).
         records = self.engine.store.nodes(ns, cname)
         upgrade_to = self.ctx.version if plan.upgrades else None
-        rolling = rotating == "Agents" or Step.ROTATE_CERTIFICATES in plan.steps
+        # A running node's restart rolls in the upgrade's batches, like a new version: the
+        # bring-up's batch of 50 agents would restart a site's agents all at once.
+        rolling = rotating == "Agents" or Step.ROTATE_CERTIFICATES in plan.steps or Step.RESTART in plan.steps
         allowed = verdict(me, records, busy, self.ctx.init, self.cluster, upgrade_to=upgrade_to, health=fresh,
                           rolling=rolling)  # fmt: skip
         if allowed.allowed:
@@ -352,8 +355,9 @@ class Pass(CertificateReads):
         voting etcd member) or `deadline` (monotonic) passed; the last verdict either way. Its
         unit being active says neither: the kubelet, CNI and etcd's promotion come after it."""
         polls = iter(SERVING_POLLS)
+        since = time.monotonic()  # the unit is (re)started: a read begun earlier may show it as it was
         while True:
-            health = await self.health(SERVING_POLL)
+            health = await self.health(SERVING_POLL, since=since)
             v = await self.verdict(facts, health)
             if v.is_ready or time.monotonic() >= deadline or v.ready.reason == "VersionMismatch":
                 return v, health

@@ -62,7 +62,8 @@ def verdict(
     rolling: bool = False,
 ) -> GoAhead:
     """`upgrade_to`: a live node changes version; `rolling`: a change rolls through live nodes in
-    the rollout's batches (a new join token); otherwise the bring-up's order."""
+    the rollout's batches (a restart for new config, a new join token, new certificates);
+    otherwise the bring-up's order."""
     views = node_views(records, busy, health)
     view = next((v for v in views if v.name == me), None)
     if view is None:
@@ -75,10 +76,11 @@ def verdict(
             agent_batch=cluster.upgrade.agent_concurrency,
             server_batch=cluster.upgrade.server_concurrency,
             upgrade_to=upgrade_to,
+            live=True,
         )
     if rolling:
         return may_disrupt(view, views, init, agent_batch=cluster.upgrade.agent_concurrency,
-                           server_batch=cluster.upgrade.server_concurrency)  # fmt: skip
+                           server_batch=cluster.upgrade.server_concurrency, live=True)  # fmt: skip
     return may_disrupt(view, views, init, agent_batch=BRINGUP_BATCH)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from rke2fleet.reconcile.desired import DesiredNode
 from rke2fleet.reconcile.hostfiles import ADDON_PREFIX, MARKER
-from rke2fleet.reconcile.paths import BINARIES, CIS_SYSCTL_PATH, DEFAULT, Paths
+from rke2fleet.reconcile.paths import BINARIES, CIS_SYSCTL_PATH, DEFAULT, RESTART_MARKER, Paths
 from rke2fleet.reconcile.tokens import TOK_SHA256_FN
 
 # Read-only. Runs under `sh -s` (through sudo for non-root users).
@@ -31,6 +31,7 @@ done
 # RKE2 points data/bin at the data dir of the version it last started (reference §7): with the
 # unit active, that is the running version even after a newer binary was installed.
 echo "data_bin=$(readlink @DATA_BIN@ 2>/dev/null)"
+[ -f @MARKER@ ] && echo "restart_pending=yes"
 @FILES@@CIS@. /etc/os-release 2>/dev/null && echo "os=$ID $VERSION_ID"
 echo "arch=$(uname -m)"
 echo "facts_end=1"
@@ -95,6 +96,7 @@ def facts_script(
         "@TOKEN@": shlex.quote(paths.token),
         "@KUBECONFIG@": shlex.quote(paths.kubeconfig),
         "@DATA_BIN@": shlex.quote(paths.data_bin),
+        "@MARKER@": shlex.quote(RESTART_MARKER),
         "@FILES@": _files_part(files, addons_dir),
         "@CIS@": _CIS.replace("@CIS_FILE@", shlex.quote(CIS_SYSCTL_PATH)) if cis else "",
     }
@@ -134,6 +136,7 @@ class HostFacts:
     token_sha256: str | None = None  # of the password of the server's token file (tokens.password_sha256)
     files: dict[str, tuple[str, bool]] = field(default_factory=dict)  # managed files: path -> (sha256, ours)
     cis_prepared: bool | None = None  # None: not asked (no CIS profile)
+    restart_pending: bool = False  # files changed for a restart that was never queued (RESTART_MARKER)
 
     def unit(self, role: str) -> UnitFacts:
         return self.server if role == "server" else self.agent
@@ -180,4 +183,5 @@ def parse_facts(stdout: str) -> HostFacts:
         arch=values.get("arch", ""),
         files=files,
         cis_prepared={"yes": True, "no": False}.get(values.get("cis_prepared", "")),
+        restart_pending=values.get("restart_pending") == "yes",
     )

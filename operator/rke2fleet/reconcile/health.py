@@ -145,20 +145,26 @@ class HealthReader:
     """One cluster's health, read on demand through the first server that answers.
 
     Callers that ask at the same time share one read; a result younger than `max_age` is
-    reused (0: a read that starts now or is already under way). Gates ask with 0.
+    reused (0: a read that starts now or is already under way). Gates ask with 0. `since`
+    (monotonic): only a read begun at or after it will do, neither a kept result nor one under
+    way: after a node's (re)start, a read begun before it may show the node as it was.
     """
 
     def __init__(self) -> None:
         self.last: ClusterHealth | None = None
         self._inflight: asyncio.Task[ClusterHealth] | None = None
+        self._inflight_at = 0.0
 
     async def read(
-        self, hosts: Hosts, candidates: Candidates, *, max_age: float, secrets: Sequence[str] = ()
-    ) -> ClusterHealth:
-        last = self.last
-        if last is not None and max_age > 0 and time.monotonic() - last.read_at <= max_age:
+        self, hosts: Hosts, candidates: Candidates, *, max_age: float, secrets: Sequence[str] = (),
+        since: float | None = None,
+    ) -> ClusterHealth:  # fmt: skip
+        now, last = time.monotonic(), self.last
+        after = since is None or (last is not None and last.read_at >= since)
+        if last is not None and max_age > 0 and now - last.read_at <= max_age and after:
             return last
-        if self._inflight is None or self._inflight.done():
+        if self._inflight is None or self._inflight.done() or (since is not None and self._inflight_at < since):
+            self._inflight_at = now
             self._inflight = asyncio.ensure_future(self._read(hosts, candidates, secrets))
         return await asyncio.shield(self._inflight)
 
@@ -185,5 +191,6 @@ class HealthReader:
                 error=f"Kubernetes API not readable ({why})",
                 token_sha256=result.token_sha256 if result else None,
             )
-        self.last = result
+        if self.last is None or result.read_at >= self.last.read_at:  # reads may overlap (`since`)
+            self.last = result
         return result

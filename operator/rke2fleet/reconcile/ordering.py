@@ -59,8 +59,11 @@ def may_disrupt(
     agent_batch: int,
     server_batch: int = 1,
     upgrade_to: str | None = None,
+    live: bool = False,
 ) -> GoAhead:
-    """`upgrade_to`: set when `me` is a live node changing version (the rollout rules apply)."""
+    """`upgrade_to`: set when `me` is a live node changing version (the rollout rules apply).
+    `live`: a change (a restart) rolls through running nodes: one role at a time, so a server and
+    an agent are never down together (their batches bound each role, not the two at once)."""
     others = [n for n in nodes if n.name != me.name]
     servers = server_order(nodes, init_server)
     if me.role == "server":
@@ -69,6 +72,9 @@ def may_disrupt(
         busy = [n.name for n in others if n.role == "server" and n.busy]
         if len(busy) >= server_batch:
             return GoAhead(False, f"waiting: server {busy[0]} is being changed")
+        agents = [n.name for n in others if n.role == "agent" and n.busy]
+        if live and agents:
+            return GoAhead(False, f"waiting: agent {agents[0]} is being changed")
         names = [s.name for s in servers]
         mine = names.index(me.name) if me.name in names else len(names)
         for earlier in servers[:mine]:
@@ -83,6 +89,9 @@ def may_disrupt(
     not_ready = [s.name for s in servers if not s.ready]
     if not_ready:
         return GoAhead(False, f"waiting for server {not_ready[0]} to be Ready")
+    busy_servers = [s.name for s in servers if s.busy and s.name != me.name]
+    if live and busy_servers:  # Ready as last read, but going down now
+        return GoAhead(False, f"waiting: server {busy_servers[0]} is being changed")
     busy_agents = sum(1 for n in others if n.role == "agent" and n.busy)
     if upgrade_to:
         behind = [s.name for s in servers if s.running != upgrade_to]

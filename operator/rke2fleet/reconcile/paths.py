@@ -22,6 +22,10 @@ CIS_SYSCTL_SOURCES = (
 )
 # Where air-gap assets are pushed (per version), outside RKE2's own dirs so an uninstall keeps them.
 ARTIFACTS_DIR = "/var/lib/rke2fleet/artifacts"
+# Present from a running node's first changed file to its restart being queued: an operator that
+# dies in between (or a lost connection) leaves it, and the next pass restarts the node although
+# its files already match (RKE2 reads them only as it starts).
+RESTART_MARKER = "/var/lib/rke2fleet/restart-pending"
 DEFAULT_DATA_DIR = "/var/lib/rancher/rke2"
 # Where the install script puts the binary: tarball (default prefix, or /opt/rke2 when /usr/local
 # is read-only) or RPM (reference §2).

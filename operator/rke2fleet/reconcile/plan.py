@@ -97,10 +97,15 @@ def plan_node(desired: DesiredNode, facts: HostFacts, *, cordoned: bool = False,
         actions.append(Action(Step.ENABLE, f"{desired.unit} not enabled"))
 
     if unit.active in ("active", "activating"):
-        if version_change or config_changed or files_restart:
+        pending = facts.restart_pending and not (config_changed or files_restart)
+        if version_change or config_changed or files_restart or pending:
             reasons = [
                 r
-                for r, on in (("new version", version_change), ("new config", config_changed or files_restart))
+                for r, on in (
+                    ("new version", version_change),
+                    ("new config", config_changed or files_restart),
+                    ("config written earlier, its restart interrupted", pending),
+                )
                 if on
             ]
             actions.append(Action(Step.RESTART, " and ".join(reasons)))

@@ -5,6 +5,7 @@ timer pass finding it calls the drift, and which condition turns False when it f
 from __future__ import annotations
 
 import enum
+import shlex
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from rke2fleet.reconcile.commands import StartFailed, install_script, wait_ready
 from rke2fleet.reconcile.desired import DesiredNode
 from rke2fleet.reconcile.facts import HostFacts
 from rke2fleet.reconcile.hostprep import CIS_PREPARE_SCRIPT, remove_script, stale_files
-from rke2fleet.reconcile.paths import Paths
+from rke2fleet.reconcile.paths import RESTART_MARKER, Paths
 
 if TYPE_CHECKING:
     from rke2fleet.engine.ports import Hosts
@@ -68,6 +69,7 @@ class StepContext:
     announce: Callable[[Step], Awaitable[None]] | None = None  # a step merged into this one starts
     facts_output: str | None = None  # what the final readiness wait's facts script printed
     facts: HostFacts | None = None  # what the plan was made from
+    restart_marked: bool = False  # RESTART_MARKER is on the host (written, or found by the facts)
 
 
 Runner = Callable[[StepContext], Awaitable[tuple[Step, ...]]]  # returns the steps it also did
@@ -85,13 +87,23 @@ async def _install(ctx: StepContext) -> tuple[Step, ...]:
     return ()
 
 
+async def _mark_restart(ctx: StepContext) -> None:
+    """Before a running node's first changed file: the restart it needs is owed from now on."""
+    if Step.RESTART not in ctx.following or ctx.restart_marked or (ctx.facts and ctx.facts.restart_pending):
+        return
+    await ctx.hosts.write_file(ctx.target, RESTART_MARKER, b"rke2fleet: files changed, restart owed\n", mode=0o644)
+    ctx.restart_marked = True
+
+
 async def _write_config(ctx: StepContext) -> tuple[Step, ...]:
+    await _mark_restart(ctx)
     # write_file creates the directory (0755) when missing, in its own check
     await ctx.hosts.write_file(ctx.target, ctx.desired.paths.config, ctx.desired.config, mode=0o600)
     return ()
 
 
 async def _write_files(ctx: StepContext) -> tuple[Step, ...]:
+    await _mark_restart(ctx)
     held = ctx.facts.files if ctx.facts else {}
     for f in ctx.desired.files:
         if held.get(f.path, ("", False))[0] != f.sha256:
@@ -135,7 +147,9 @@ async def _start(ctx: StepContext) -> tuple[Step, ...]:
 
 
 async def _restart(ctx: StepContext) -> tuple[Step, ...]:
-    await ctx.hosts.run(ctx.target, ["systemctl", "restart", "--no-block", ctx.desired.unit])
+    # Queued, systemd restarts the unit even if we are cut off now: the restart is no longer owed.
+    restart = shlex.join(["systemctl", "restart", "--no-block", ctx.desired.unit])
+    await ctx.hosts.run(ctx.target, script=f"{restart} && rm -f {shlex.quote(RESTART_MARKER)}\n")
     return ()
 
 
