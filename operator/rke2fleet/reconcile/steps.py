@@ -122,12 +122,19 @@ async def _prepare_host(ctx: StepContext) -> tuple[Step, ...]:
     return ()
 
 
+def _settling(ctx: StepContext, start: list[str]) -> list[str]:
+    """A start of a stopped node that owed a restart settles it: RKE2 reads the files as it starts."""
+    if not (ctx.facts and ctx.facts.restart_pending):
+        return start
+    return ["sh", "-c", f"{shlex.join(start)} && rm -f {shlex.quote(RESTART_MARKER)}"]
+
+
 async def _enable(ctx: StepContext) -> tuple[Step, ...]:
     if ctx.next_step is Step.START:
         # One command for both (systemd's own `enable --now`); a failure names the start.
         if ctx.announce:
             await ctx.announce(Step.START)
-        enable_now = ["systemctl", "enable", "--now", "--no-block", ctx.desired.unit]
+        enable_now = _settling(ctx, ["systemctl", "enable", "--now", "--no-block", ctx.desired.unit])
         if ctx.following[1:2] == (Step.WAIT_READY,):  # ... and the readiness wait in it too
             await _wait(ctx, start=enable_now, last=len(ctx.following) == 2)
             return (Step.START, Step.WAIT_READY)
@@ -138,7 +145,7 @@ async def _enable(ctx: StepContext) -> tuple[Step, ...]:
 
 
 async def _start(ctx: StepContext) -> tuple[Step, ...]:
-    start = ["systemctl", "start", "--no-block", ctx.desired.unit]
+    start = _settling(ctx, ["systemctl", "start", "--no-block", ctx.desired.unit])
     if ctx.next_step is Step.WAIT_READY:  # one command for the start and the readiness wait
         await _wait(ctx, start=start, last=len(ctx.following) == 1)
         return (Step.WAIT_READY,)
