@@ -330,7 +330,7 @@ class Pass(CertificateReads):
         if Step.WAIT_READY in done and active:
             # The turn is held until the cluster says the node serves: the next server may not join
             # while this one is an etcd learner, and a rollout halts on a node that never comes back.
-            v, health = await self.await_serving(after, deadline)
+            v, health = await self.await_serving(after, deadline, restarted=Step.RESTART in done)
             if not v.is_ready:
                 out.conditions += v.parts
                 msg = (
@@ -350,12 +350,16 @@ class Pass(CertificateReads):
             res.look_again = CERTIFICATES_AFTER_START
         return res
 
-    async def await_serving(self, facts: HostFacts, deadline: float) -> tuple[Verdict, ClusterHealth | None]:
+    async def await_serving(
+        self, facts: HostFacts, deadline: float, *, restarted: bool = False
+    ) -> tuple[Verdict, ClusterHealth | None]:
         """After a start: until the cluster says the node serves (its Node Ready, a server a
         voting etcd member) or `deadline` (monotonic) passed; the last verdict either way. Its
         unit being active says neither: the kubelet, CNI and etcd's promotion come after it."""
         polls = iter(SERVING_POLLS)
-        since = time.monotonic()  # the unit is (re)started: a read begun earlier may show it as it was
+        # After a restart a read begun earlier may show the node Ready as it was; after a first
+        # start it cannot (shared reads keep a bring-up's 47 agents from each asking server 1).
+        since = time.monotonic() if restarted else None
         while True:
             health = await self.health(SERVING_POLL, since=since)
             v = await self.verdict(facts, health)
