@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from rke2fleet.reconcile.paths import RESTART_MARKER
 from rke2fleet_sandbox.installer import installer_stats, write_airgap_bundle
 from rke2fleet_sandbox.manifests import cluster_manifests
 from tests.e2e.conftest import E2E
@@ -181,7 +182,7 @@ def test_a_restart_lost_after_its_files_changed_is_still_made(e2e: E2E) -> None:
     kube.wait("the agent restarted after its failed restart", restarted, timeout=120)
     assert sh(sb, agent, "ls /run/faults/fail-restart 2>/dev/null; true").strip() == ""  # it did fail once
     assert "mirror-2.site" in sh(sb, agent, "cat /etc/rancher/rke2/registries.yaml")
-    assert sh(sb, agent, "ls /var/lib/rke2fleet/restart-pending 2>/dev/null; true").strip() == ""
+    assert sh(sb, agent, f"ls {RESTART_MARKER} 2>/dev/null; true").strip() == ""
     kube.wait_phase("rke2clusters", "owed", "Ready", timeout=60)
 
 

@@ -122,11 +122,17 @@ async def _prepare_host(ctx: StepContext) -> tuple[Step, ...]:
     return ()
 
 
+def _settled(start: list[str]) -> str:
+    """`start`, then the owed restart cleared once it is queued: systemd goes on with a queued
+    start or restart even if we are cut off now."""
+    return f"{shlex.join(start)} && rm -f {shlex.quote(RESTART_MARKER)}"
+
+
 def _settling(ctx: StepContext, start: list[str]) -> list[str]:
     """A start of a stopped node that owed a restart settles it: RKE2 reads the files as it starts."""
     if not (ctx.facts and ctx.facts.restart_pending):
         return start
-    return ["sh", "-c", f"{shlex.join(start)} && rm -f {shlex.quote(RESTART_MARKER)}"]
+    return ["sh", "-c", _settled(start)]
 
 
 async def _enable(ctx: StepContext) -> tuple[Step, ...]:
@@ -154,9 +160,7 @@ async def _start(ctx: StepContext) -> tuple[Step, ...]:
 
 
 async def _restart(ctx: StepContext) -> tuple[Step, ...]:
-    # Queued, systemd restarts the unit even if we are cut off now: the restart is no longer owed.
-    restart = shlex.join(["systemctl", "restart", "--no-block", ctx.desired.unit])
-    await ctx.hosts.run(ctx.target, script=f"{restart} && rm -f {shlex.quote(RESTART_MARKER)}\n")
+    await ctx.hosts.run(ctx.target, script=_settled(["systemctl", "restart", "--no-block", ctx.desired.unit]) + "\n")
     return ()
 
 
